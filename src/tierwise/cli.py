@@ -1,0 +1,15 @@
+"""The `tierwise` command line: a thin typer app; each command lives with its component."""
+
+from __future__ import annotations
+
+import typer
+
+from tierwise.gateway.cli import serve
+
+app = typer.Typer(
+    name="tierwise",
+    help="One OpenAI-compatible gateway in front of device, edge and cloud tiers.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+app.command()(serve)
