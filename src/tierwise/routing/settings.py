@@ -1,0 +1,52 @@
+"""Typed settings for the router and the hard policies (the `router:` and `policies:` config sections).
+
+The gateway's config imports these two models; they only validate values, they never read files.
+Usage: `PolicySettings(personal_data="device_only", ttft_slo_ms=800)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+PersonalDataRule = Literal["device_only", "device_and_edge", "off"]
+PiiKind = Literal["email", "phone", "cn_id", "bank_card", "ip"]
+ALL_PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "cn_id", "bank_card", "ip")
+
+
+class PolicySettings(BaseModel):
+    """Hard rules applied before predicted quality; a request the rules forbid everywhere is refused.
+
+    - `personal_data`: where a request that contains personal data (per `pii_kinds`) may go.
+    - `offline_fallback`: when no cloud tier is healthy, keep serving from the local tiers (else refuse).
+    - `ttft_slo_ms`: exclude tiers whose estimated time to first token is over this.
+    - `daily_budget_usd`: per API key per UTC day; over it, only tiers that cost nothing may serve.
+    - `cloud_max_in_flight`: a cloud tier with this many requests in flight sheds to the edge (the tier's own
+      `max_concurrent` applies too, whichever is smaller).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    personal_data: PersonalDataRule = "device_only"
+    pii_kinds: list[PiiKind] = Field(default_factory=lambda: list(ALL_PII_KINDS))
+    offline_fallback: bool = True
+    ttft_slo_ms: float | None = Field(default=None, gt=0)
+    daily_budget_usd: float | None = Field(default=None, ge=0)
+    cloud_max_in_flight: int | None = Field(default=None, ge=1)
+
+
+class RouterSettings(BaseModel):
+    """Which router answers `model="auto"`: a trained router file, or the placeholder rule if `model` is None.
+
+    `target_cloud_share` re-calibrates the file's threshold to this share of cloud calls at load time (the
+    file keeps its held-out margins for that); None keeps the share the file was trained for.
+    `embedding_cache_dir` overrides where embeddings are cached (default `~/.cache/tierwise/embeddings`).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path | None = None
+    target_cloud_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    embedding_cache_dir: Path | None = None
