@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from tierwise.evaluation.cli import eval_command
 from tierwise.gateway.cli import serve
 
 app = typer.Typer(
@@ -13,3 +14,4 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command()(serve)
+app.command("eval")(eval_command)

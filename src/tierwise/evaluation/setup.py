@@ -1,0 +1,133 @@
+"""What `tierwise eval` evaluates: tiers and costs, contaminated-prompt lists, features, and the scorers.
+
+Tiers are given cheapest first as ``MODEL[=COST]``; without costs, tier i of m costs 10^(i − m + 1) per call
+(…, 0.01, 0.1, 1: each tier ten times the one below), a stand-in for real prices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tierwise.evaluation.scorers import FeatureFn, PredictorScorer, Scorer
+from tierwise.outcomes import OutcomeTable
+
+CONTAMINATED_FILE = "contaminated_prompts.jsonl"
+
+
+def default_costs(m: int) -> np.ndarray:
+    """10^(i − m + 1) for tier i of m: each tier ten times the price of the one below it."""
+    return np.array([10.0 ** (i - m + 1) for i in range(m)])
+
+
+def parse_tiers(spec: str) -> tuple[list[str], np.ndarray]:
+    """``"a=0.1,b=1"`` → (["a", "b"], [0.1, 1.0]); a missing cost takes `default_costs`' value.
+
+    Model names may contain '/', '-', ':' and '.'; the cost is whatever follows the last '='.
+    """
+    names, costs = [], []
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if len(parts) < 2:
+        raise ValueError("--tiers needs at least two models, cheapest first")
+    defaults = default_costs(len(parts))
+    for i, part in enumerate(parts):
+        name, sep, cost = part.rpartition("=")
+        names.append(name if sep else cost)
+        costs.append(float(cost) if sep else defaults[i])
+    arr = np.array(costs, dtype=float)
+    if np.any(np.diff(arr) < 0):
+        raise ValueError(f"tiers must be listed cheapest first; costs {costs} are not non-decreasing")
+    return names, arr
+
+
+def default_tiers(table: OutcomeTable) -> tuple[list[str], np.ndarray]:
+    """All models of the table, weakest (by mean quality) first, with `default_costs`."""
+    means = table.mean_scores()
+    names = sorted(table.models, key=lambda m: means[m])
+    return names, default_costs(len(names))
+
+
+def find_contaminated(data: Path) -> Path | None:
+    """RouteLLM keeps ``contaminated_prompts.jsonl`` beside its CSVs: use it when it is there."""
+    folder = data if data.is_dir() else data.parent
+    candidate = folder / CONTAMINATED_FILE
+    return candidate if candidate.exists() else None
+
+
+def hashing_features(table: OutcomeTable, *, dim: int = 1024) -> np.ndarray:
+    """Hashed bag of words and word bigrams, L2-normalised: a featurizer with no model to load."""
+    X = np.zeros((len(table), dim), dtype=np.float32)
+    for i, text in enumerate(table.queries):
+        words = re.findall(r"\w+", text.lower())
+        for tok in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
+            X[i, _stable_hash(tok) % dim] += 1.0
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def _stable_hash(token: str) -> int:
+    # Python's hash() is salted per process; features must not change between runs
+    h = 2166136261
+    for b in token.encode("utf-8"):
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return h
+
+
+def minilm_features(cache_dir: Path | None) -> FeatureFn:
+    """all-MiniLM-L6-v2 embeddings through the routing featurizer (cached on disk by text)."""
+
+    def features(table: OutcomeTable) -> np.ndarray:
+        from tierwise.routing.features import Featurizer  # lazy: loads the local embedding model
+
+        featurizer = Featurizer(cache_dir=cache_dir) if cache_dir else Featurizer()
+        return np.asarray(featurizer.transform(table.queries))
+
+    return features
+
+
+FEATURES: dict[str, Callable[[Path | None], FeatureFn]] = {
+    "minilm": minilm_features,
+    "hashing": lambda _cache: hashing_features,
+}
+
+
+def predictor_scorers(spec: str, *, features: str = "minilm", cache_dir: Path | None = None) -> list[Scorer]:
+    """One scorer per predictor name in `spec` ('all', 'none', or 'knn,logistic,…'), sharing one feature fn."""
+    if spec == "none":
+        return []
+    from tierwise.routing.predictors import PREDICTORS, make_predictor
+
+    names = sorted(PREDICTORS) if spec == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    if features not in FEATURES:
+        raise KeyError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
+    feat = _shared(FEATURES[features](cache_dir))
+    scorers: list[Scorer] = []
+    for name in names:
+        make_predictor(name)  # fail now, with the list of valid names, rather than after a long run
+
+        def factory(name: str = name) -> Any:
+            return make_predictor(name)
+
+        scorers.append(PredictorScorer(name=name, factory=factory, features=feat))
+    return scorers
+
+
+def _shared(fn: FeatureFn) -> FeatureFn:
+    """Compute features once per table object, however many scorers ask."""
+    memo: dict[int, np.ndarray] = {}
+
+    def features(table: OutcomeTable) -> np.ndarray:
+        if id(table) not in memo:
+            memo[id(table)] = fn(table)
+        return memo[id(table)]
+
+    return features
+
+
+def router_file_scorer(path: Path, *, cache_dir: Path | None = None) -> Scorer:
+    """A trained router file as a scorer that is never fitted here."""
+    raise NotImplementedError("evaluating a saved router file needs the router file format (issue 3)")
