@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tierwise.errors import NoTierAvailable as _NoTierAvailableError
+
 
 @dataclass(frozen=True)
 class TierView:
@@ -72,8 +74,8 @@ class Decision:
         return out
 
 
-class NoTierAvailable(Exception):
-    """No tier may serve this request; `excluded` says why each one was ruled out."""
+class NoTierAvailable(_NoTierAvailableError):
+    """No tier may serve this request; `excluded` says why each one was ruled out (answered with 503)."""
 
     def __init__(self, message: str, *, excluded: dict[str, str]) -> None:
         super().__init__(message)

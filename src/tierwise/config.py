@@ -1,0 +1,161 @@
+"""Typed configuration: one YAML file → validated settings, one sub-config per component.
+
+YAML and environment variables are read only here (`load_settings`) and at the CLI edge; everything else takes
+the typed objects. Unknown keys are rejected so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from tierwise.errors import ConfigError
+
+Location = Literal["device", "edge", "cloud"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CostConfig(_Strict):
+    """Price of a tier in USD per million tokens (0 for hardware already paid for)."""
+
+    input_per_mtok: float = Field(0.0, ge=0)
+    output_per_mtok: float = Field(0.0, ge=0)
+
+
+class _TierBase(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=64)
+    location: Location
+    cost: CostConfig = CostConfig()
+    max_concurrent: int = Field(8, ge=1, description="requests served at once; more wait in line")
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name == "auto":
+            raise ValueError("'auto' is reserved for routed requests")
+        return name
+
+
+class LlamaCppTierConfig(_TierBase):
+    """A GGUF model run in-process by llama.cpp (the device tier)."""
+
+    backend: Literal["llama_cpp"]
+    model_path: Path
+    n_ctx: int = Field(2048, ge=64)
+    n_threads: int | None = Field(None, ge=1)
+    n_gpu_layers: int = 0
+    chat_format: str | None = None  # None: the template stored in the GGUF
+    logits_all: bool = Field(True, description="needed for token logprobs; costs memory")
+    max_concurrent: int = Field(1, ge=1, description="llama.cpp contexts are single-threaded: one at a time")
+    seed: int | None = None
+
+
+class OpenAITierConfig(_TierBase):
+    """Any OpenAI-compatible HTTP server: llama.cpp's server, vLLM, SGLang, a provider API."""
+
+    backend: Literal["openai"]
+    base_url: str = Field(pattern=r"^https?://")
+    model: str
+    api_key_env: str | None = None
+    connect_timeout_s: float = Field(3.0, gt=0)
+    read_timeout_s: float = Field(60.0, gt=0, description="longest silence between two bytes of a response")
+    retries: int = Field(2, ge=0, le=10, description="retries on connect errors and 5xx before the first byte")
+    retry_backoff_s: float = Field(0.2, ge=0)
+    network_rtt_ms: float = Field(0.0, ge=0, description="added to measured speed for latency SLOs")
+
+    def api_key(self) -> str | None:
+        """The key from the named environment variable (read at tier start, never stored in config)."""
+        if self.api_key_env is None:
+            return None
+        value = os.environ.get(self.api_key_env)
+        if value is None:
+            raise ConfigError(f"tier {self.name!r}: environment variable {self.api_key_env} is not set")
+        return value
+
+
+TierConfig = Annotated[LlamaCppTierConfig | OpenAITierConfig, Field(discriminator="backend")]
+
+
+class GatewayConfig(_Strict):
+    """The HTTP front door."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_keys: list[str] = Field(default_factory=list, description="accepted bearer keys; empty: no auth")
+    api_keys_env: str | None = Field(None, description="environment variable with comma-separated keys")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    failure_threshold: int = Field(3, ge=1, description="consecutive failures that mark a tier down")
+    cooldown_s: float = Field(5.0, gt=0, description="how long a down tier is skipped before a probe")
+    probe_interval_s: float = Field(5.0, gt=0, description="how often every tier's health is probed")
+
+
+class Settings(_Strict):
+    """The whole tierwise configuration."""
+
+    tiers: list[TierConfig] = Field(min_length=1)
+    gateway: GatewayConfig = GatewayConfig()
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Settings:
+        names = [t.name for t in self.tiers]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"tier names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+    def tier(self, name: str) -> TierConfig:
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(name)
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        where = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = "unknown key" if e["type"] == "extra_forbidden" else e["msg"]
+        lines.append(f"  {where}: {msg}")
+    return "\n".join(lines)
+
+
+def settings_from_dict(data: object, *, source: str = "config", base_dir: Path | None = None) -> Settings:
+    """Validate a parsed config; relative model paths are resolved against `base_dir`."""
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(f"invalid {source}:\n{_format_validation_error(err)}") from None
+    if base_dir is not None:
+        settings = _resolve_paths(settings, base_dir)
+    return settings
+
+
+def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
+    tiers = [
+        t.model_copy(update={"model_path": (base_dir / t.model_path)})
+        if isinstance(t, LlamaCppTierConfig) and not t.model_path.is_absolute()
+        else t
+        for t in settings.tiers
+    ]
+    return settings.model_copy(update={"tiers": tiers})
+
+
+def load_settings(path: str | Path) -> Settings:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read config {path}: {err.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    return settings_from_dict(data, source=str(path), base_dir=path.parent)

@@ -1,0 +1,87 @@
+"""The gateway application factory: `create_app(settings)` → a FastAPI app (run it with uvicorn)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from tierwise.config import Settings
+from tierwise.gateway.auth import ApiKeyAuth
+from tierwise.gateway.dispatch import Dispatcher
+from tierwise.gateway.errors import install_error_handlers
+from tierwise.gateway.health import TierHealthTracker
+from tierwise.gateway.limits import BodySizeLimit
+from tierwise.gateway.metrics import GatewayMetrics
+from tierwise.gateway.routes import chat, health, metrics, models
+from tierwise.gateway.state import GatewayState
+from tierwise.routing.router import CheapestHealthyRouter, Router
+from tierwise.tiers.base import Tier
+from tierwise.tiers.registry import build_tier
+
+log = logging.getLogger("tierwise.gateway")
+
+
+def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, router: Router | None = None) -> FastAPI:
+    """Build the gateway. Tiers are built from `settings` unless given (tests inject their own)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = _build_state(settings, tiers=tiers, router=router)
+        started: list[Tier] = []
+        try:
+            for tier in state.tiers.values():
+                await tier.start()
+                started.append(tier)
+            app.state.tierwise = state
+            app.state.metrics = state.metrics
+            prober = asyncio.create_task(_probe_forever(state), name="tierwise-health-prober")
+            try:
+                yield
+            finally:
+                prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await prober
+        finally:
+            for tier in started:
+                await tier.aclose()
+
+    app = FastAPI(title="tierwise", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.gateway.max_body_bytes)
+    for module in (chat, models, health, metrics):
+        app.include_router(module.router)
+    return app
+
+
+def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: Router | None) -> GatewayState:
+    tiers = tiers if tiers is not None else {cfg.name: build_tier(cfg) for cfg in settings.tiers}
+    gw = settings.gateway
+    trackers = {name: TierHealthTracker(gw.failure_threshold, gw.cooldown_s) for name in tiers}
+    metrics_ = GatewayMetrics()
+    keys = list(gw.api_keys)
+    if gw.api_keys_env:
+        keys += [k.strip() for k in os.environ.get(gw.api_keys_env, "").split(",") if k.strip()]
+    return GatewayState(
+        settings=settings,
+        tiers=tiers,
+        health=trackers,
+        dispatcher=Dispatcher(tiers, trackers, metrics_),
+        router=router or CheapestHealthyRouter(),
+        metrics=metrics_,
+        auth=ApiKeyAuth(keys),
+    )
+
+
+async def _probe_forever(state: GatewayState) -> None:
+    interval = state.settings.gateway.probe_interval_s
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await state.probe()
+        except Exception:  # a probe bug must not stop probing
+            log.exception("health probe failed")

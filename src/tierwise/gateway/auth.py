@@ -1,0 +1,36 @@
+"""Bearer API keys, compared in constant time and never logged."""
+
+from __future__ import annotations
+
+import hmac
+
+from fastapi import Request
+
+from tierwise.errors import AuthenticationFailed
+
+
+class ApiKeyAuth:
+    """Checks `Authorization: Bearer <key>` against the configured keys; no keys configured = open."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self._keys = [k.encode() for k in keys if k]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self._keys)
+
+    def key_of(self, request: Request) -> str | None:
+        """The caller's key if it is valid (None when auth is off); raises AuthenticationFailed otherwise."""
+        if not self._keys:
+            return None
+        scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise AuthenticationFailed("missing API key: send 'Authorization: Bearer <key>'")
+        candidate = presented.strip().encode()
+        # Compare against every key, without stopping early, so timing says nothing about which key is close.
+        matched = False
+        for key in self._keys:
+            matched |= hmac.compare_digest(candidate, key)
+        if not matched:
+            raise AuthenticationFailed("invalid API key")
+        return candidate.decode()

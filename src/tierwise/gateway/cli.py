@@ -1,0 +1,39 @@
+"""`tierwise serve`: start the gateway on uvicorn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tierwise.errors import ConfigError
+
+
+def serve(
+    config: Annotated[Path, typer.Option("--config", "-c", help="tiers YAML file")],
+    host: Annotated[str | None, typer.Option(help="overrides gateway.host")] = None,
+    port: Annotated[int | None, typer.Option(help="overrides gateway.port")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve the OpenAI-compatible gateway in front of the configured tiers."""
+    import uvicorn
+
+    from tierwise.config import load_settings
+    from tierwise.gateway.app import create_app
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    gateway = settings.gateway
+    app = create_app(settings)
+    uvicorn.run(
+        app,
+        host=host or gateway.host,
+        port=gateway.port if port is None else port,
+        log_level=log_level,
+        # uvicorn's own keep-alive default (5 s) drops pooled client connections; clients reuse them longer.
+        timeout_keep_alive=30,
+    )

@@ -1,0 +1,154 @@
+"""Sending a request to tiers in order until one starts answering (failover before the first token).
+
+Once a tier has produced its first chunk the request is committed to it: what follows is streamed from that
+tier, and a later failure is reported to the client rather than silently replayed elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from tierwise.errors import NoTierAvailable, TierwiseError, UpstreamError
+from tierwise.gateway.health import TierHealthTracker
+from tierwise.gateway.metrics import GatewayMetrics
+from tierwise.protocol import ChatCompletionRequest
+from tierwise.tiers.base import Chunk, Tier, TierRejected
+
+log = logging.getLogger("tierwise.gateway")
+
+
+@dataclass
+class Served:
+    """A tier that has started answering: its first chunk, and a stream of the rest."""
+
+    tier: Tier
+    first: Chunk
+    rest: AsyncIterator[Chunk]
+    failed: list[dict[str, str]] = field(default_factory=list)  # tiers tried before, and why they failed
+    usage: dict[str, Any] | None = None  # filled in when the stream ends
+
+
+class Dispatcher:
+    """Holds the tiers, their health and their concurrency slots; opens streams with failover."""
+
+    def __init__(
+        self, tiers: dict[str, Tier], health: dict[str, TierHealthTracker], metrics: GatewayMetrics
+    ) -> None:
+        self.tiers = tiers
+        self.health = health
+        self.metrics = metrics
+        self._slots = {name: asyncio.Semaphore(t.config.max_concurrent) for name, t in tiers.items()}
+
+    async def open(
+        self,
+        request: ChatCompletionRequest,
+        order: Sequence[str],
+        *,
+        skip_down: bool = True,
+        failed: list[dict[str, str]] | None = None,
+    ) -> Served:
+        """Try tiers in `order`; return the first that yields a chunk. Tiers marked down are skipped."""
+        failed = list(failed or [])
+        skipped: dict[str, str] = {}
+        for name in order:
+            tracker = self.health[name]
+            if skip_down and not tracker.available():
+                skipped[name] = tracker.describe()
+                continue
+            try:
+                served = await self._start(name, request)
+            except TierRejected:
+                raise  # the request itself is at fault: another tier would refuse it too
+            except Exception as err:
+                reason = err.message if isinstance(err, TierwiseError) else f"{type(err).__name__}: {err}"
+                if not isinstance(err, TierwiseError):
+                    log.exception("tier %s failed unexpectedly", name)
+                self._record_failure(name, reason, kind=type(err).__name__)
+                failed.append({"tier": name, "error": reason, "code": getattr(err, "code", None) or "error"})
+                continue
+            served.failed = failed
+            if failed:
+                self.metrics.failovers.labels(failed[-1]["tier"]).inc()
+            return served
+        raise _exhausted(failed, skipped)
+
+    async def _start(self, name: str, request: ChatCompletionRequest) -> Served:
+        tier = self.tiers[name]
+        slot = self._slots[name]
+        await slot.acquire()
+        self.health[name].in_flight += 1
+        started = time.perf_counter()
+        stream = tier.generate(request)
+        try:
+            first = await anext(stream)
+        except StopAsyncIteration:
+            self._release(name, slot)
+            raise UpstreamError(f"tier {name!r} ended its answer without sending anything") from None
+        except BaseException:
+            self._release(name, slot)
+            await stream.aclose()  # type: ignore[attr-defined]
+            raise
+        self.metrics.ttft.labels(name).observe(time.perf_counter() - started)
+        served = Served(tier=tier, first=first, rest=_empty())
+        served.rest = self._rest(served, stream, slot, started)
+        return served
+
+    async def _rest(
+        self, served: Served, stream: AsyncIterator[Chunk], slot: asyncio.Semaphore, started: float
+    ) -> AsyncIterator[Chunk]:
+        name = served.tier.name
+        self.metrics.in_flight.labels(name).inc()
+        outcome = "error"
+        try:
+            _note_usage(served, served.first)
+            async for chunk in stream:
+                _note_usage(served, chunk)
+                yield chunk
+            outcome = "ok"
+            self.health[name].record_success()
+        except TierwiseError as err:
+            self._record_failure(name, err.message, kind=type(err).__name__)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            outcome = "cancelled"  # the client went away; not the tier's fault
+            raise
+        finally:
+            self._release(name, slot)
+            self.metrics.in_flight.labels(name).dec()
+            self.metrics.requests.labels(name, outcome).inc()
+            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
+            if served.usage:
+                self.metrics.tokens.labels(name, "prompt").inc(served.usage.get("prompt_tokens") or 0)
+                self.metrics.tokens.labels(name, "completion").inc(served.usage.get("completion_tokens") or 0)
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    def _release(self, name: str, slot: asyncio.Semaphore) -> None:
+        slot.release()
+        self.health[name].in_flight -= 1
+
+    def _record_failure(self, name: str, reason: str, *, kind: str) -> None:
+        self.health[name].record_failure(reason)
+        self.metrics.errors.labels(name, kind).inc()
+
+
+def _note_usage(served: Served, chunk: Chunk) -> None:
+    if chunk.get("usage"):
+        served.usage = chunk["usage"]
+
+
+async def _empty() -> AsyncIterator[Chunk]:
+    return
+    yield  # pragma: no cover - makes this an async generator
+
+
+def _exhausted(failed: list[dict[str, str]], skipped: dict[str, str]) -> TierwiseError:
+    parts = [f"{f['tier']}: {f['error']}" for f in failed] + [f"{n}: {why}" for n, why in skipped.items()]
+    detail = "; ".join(parts) or "no tier to try"
+    if failed and all(f.get("code") == "bad_upstream_response" for f in failed):
+        return UpstreamError(f"every tier failed: {detail}")
+    return NoTierAvailable(f"no tier could serve the request: {detail}")

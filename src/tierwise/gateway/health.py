@@ -1,0 +1,52 @@
+"""Per-tier health as the gateway sees it: a small circuit breaker fed by requests and probes.
+
+A tier is marked down after `failure_threshold` consecutive failures (or one failed probe) and skipped for
+`cooldown_s`. After the cooldown it is half-open: the next request or probe may use it; one success brings it
+back, one more failure marks it down for another cooldown.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TierHealthTracker:
+    failure_threshold: int = 3
+    cooldown_s: float = 5.0
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False)
+    consecutive_failures: int = 0
+    down_until: float = 0.0
+    last_error: str = ""
+    in_flight: int = 0
+
+    @property
+    def is_down(self) -> bool:
+        return self.consecutive_failures >= self.failure_threshold
+
+    def available(self) -> bool:
+        """May a request be sent to this tier now (up, or down but past its cooldown)?"""
+        return not self.is_down or self.clock() >= self.down_until
+
+    def record_success(self) -> None:
+        self.consecutive_failures = 0
+        self.down_until = 0.0
+        self.last_error = ""
+
+    def record_failure(self, error: str, *, immediately: bool = False) -> None:
+        self.consecutive_failures = (
+            max(self.consecutive_failures + 1, self.failure_threshold) if immediately
+            else self.consecutive_failures + 1
+        )
+        self.last_error = error
+        if self.is_down:
+            self.down_until = self.clock() + self.cooldown_s
+
+    def describe(self) -> str:
+        if not self.is_down:
+            return "up"
+        wait = self.down_until - self.clock()
+        state = f"down, retry in {wait:.1f} s" if wait > 0 else "down, half-open"
+        return f"{state} ({self.last_error})" if self.last_error else state

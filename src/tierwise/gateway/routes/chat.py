@@ -1,0 +1,155 @@
+"""`POST /v1/chat/completions`: validate, route, dispatch with failover, answer in the OpenAI format."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from tierwise.errors import InvalidRequest, ModelNotFound, TierwiseError
+from tierwise.gateway.dispatch import Served
+from tierwise.gateway.errors import invalid_request_from
+from tierwise.gateway.state import GatewayState
+from tierwise.protocol import ChatCompletionRequest, CompletionBuilder, error_body, new_completion_id
+from tierwise.routing.router import RouteRequest
+
+log = logging.getLogger("tierwise.gateway")
+router = APIRouter()
+
+
+@router.post("/v1/chat/completions", response_model=None)
+async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
+    state: GatewayState = request.app.state.tierwise
+    api_key = state.auth.key_of(request)
+    chat = await _parse(request)
+    plan = _plan(state, chat, api_key)
+    if chat.stream:
+        return await _stream(state, chat, plan)
+    return await _complete(state, chat, plan)
+
+
+async def _parse(request: Request) -> ChatCompletionRequest:
+    body = await request.body()
+    if not body.strip():
+        raise InvalidRequest("the request body is empty; expected a JSON object")
+    try:
+        data = json.loads(body)
+    except UnicodeDecodeError:
+        raise InvalidRequest("the request body is not valid UTF-8") from None
+    except ValueError as err:
+        raise InvalidRequest(f"the request body is not valid JSON: {err}") from None
+    except RecursionError:
+        raise InvalidRequest("the request body is nested too deeply") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("the request body must be a JSON object")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as err:
+        raise invalid_request_from(err) from None
+    except RecursionError:
+        raise InvalidRequest("the request body is nested too deeply") from None
+
+
+class _Plan:
+    """Which tiers to try, in order, and the decision to report."""
+
+    def __init__(self, order: list[str], info: dict[str, Any], *, pinned: bool) -> None:
+        self.order = order
+        self.info = info
+        self.pinned = pinned
+
+
+def _plan(state: GatewayState, chat: ChatCompletionRequest, api_key: str | None) -> _Plan:
+    if chat.model in state.tiers:
+        info = {"router": "pinned", "tier": chat.model, "reasons": [f"the request names tier {chat.model!r}"]}
+        return _Plan([chat.model], info, pinned=True)
+    if chat.model != "auto":
+        known = ", ".join(["auto", *state.tiers])
+        raise ModelNotFound(f"model {chat.model!r} does not exist; choose one of: {known}", param="model")
+    route_request = RouteRequest(
+        prompt=chat.last_user_text(),
+        conversation=chat.conversation_text(),
+        api_key=api_key,
+        max_tokens=chat.token_limit,
+    )
+    decision = state.router.decide(route_request, state.tier_views())
+    return _Plan(decision.order, decision.to_dict(), pinned=False)
+
+
+def _report(plan: _Plan, served: Served) -> dict[str, Any]:
+    tier = served.tier
+    report = {**plan.info, "tier": tier.name, "location": tier.location, "model": tier.model_name}
+    if served.failed:
+        report["failover"] = served.failed
+        report["reasons"] = [*plan.info.get("reasons", []), f"failed over to {tier.name!r}"]
+    return report
+
+
+def _headers(served: Served) -> dict[str, str]:
+    headers = {"x-tierwise-tier": served.tier.name}
+    if served.failed:
+        headers["x-tierwise-failover"] = ",".join(f["tier"] for f in served.failed)
+    return headers
+
+
+async def _complete(state: GatewayState, chat: ChatCompletionRequest, plan: _Plan) -> JSONResponse:
+    """Non-streaming: nothing has reached the client yet, so even a mid-answer failure may move on."""
+    order, failed = list(plan.order), []
+    while True:
+        served = await state.dispatcher.open(chat, order, skip_down=not plan.pinned, failed=failed)
+        builder = CompletionBuilder()
+        builder.add(served.first)
+        try:
+            async for chunk in served.rest:
+                builder.add(chunk)
+            break
+        except TierwiseError as err:
+            order = order[order.index(served.tier.name) + 1 :]
+            if not order:
+                raise
+            failed = [*served.failed, {"tier": served.tier.name, "error": err.message, "code": err.code or "error"}]
+    body = builder.build(completion_id=new_completion_id(), model=served.tier.model_name)
+    report = _report(plan, served)
+    if builder.usage:
+        report["cost_usd"] = served.tier.cost_usd(
+            int(builder.usage.get("prompt_tokens") or 0), int(builder.usage.get("completion_tokens") or 0)
+        )
+    body["tierwise"] = report
+    return JSONResponse(body, headers=_headers(served))
+
+
+async def _stream(state: GatewayState, chat: ChatCompletionRequest, plan: _Plan) -> StreamingResponse:
+    # Wait for the first chunk before answering, so failover stays invisible and errors keep their status.
+    served = await state.dispatcher.open(chat, plan.order, skip_down=not plan.pinned)
+    return StreamingResponse(
+        _events(chat, served, _report(plan, served)),
+        media_type="text/event-stream",
+        headers={**_headers(served), "Cache-Control": "no-cache"},
+    )
+
+
+async def _events(chat: ChatCompletionRequest, served: Served, report: dict[str, Any]) -> AsyncIterator[bytes]:
+    completion_id = new_completion_id()
+    try:
+        yield _sse({**served.first, "id": completion_id, "tierwise": report})
+        async for chunk in served.rest:
+            if not chunk.get("choices") and not chat.wants_usage_chunk:
+                continue  # the usage-only chunk goes out only when the client asked for it
+            yield _sse({**chunk, "id": completion_id})
+    except TierwiseError as err:
+        yield _sse(error_body(err.message, error_type=err.error_type, code=err.code))
+    except Exception:
+        log.exception("stream from tier %s failed", served.tier.name)
+        yield _sse(error_body("internal error in tierwise while streaming", error_type="server_error"))
+    finally:
+        await served.rest.aclose()  # type: ignore[attr-defined]
+    yield b"data: [DONE]\n\n"
+
+
+def _sse(payload: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode() + b"\n\n"

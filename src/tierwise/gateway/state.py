@@ -1,0 +1,70 @@
+"""What the gateway holds while it runs (on `app.state.tierwise`)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from tierwise.config import Settings
+from tierwise.gateway.auth import ApiKeyAuth
+from tierwise.gateway.dispatch import Dispatcher
+from tierwise.gateway.health import TierHealthTracker
+from tierwise.gateway.metrics import GatewayMetrics
+from tierwise.routing.router import Router, TierView
+from tierwise.tiers.base import Tier
+
+log = logging.getLogger("tierwise.gateway")
+
+
+@dataclass
+class GatewayState:
+    settings: Settings
+    tiers: dict[str, Tier]
+    health: dict[str, TierHealthTracker]
+    dispatcher: Dispatcher
+    router: Router
+    metrics: GatewayMetrics
+    auth: ApiKeyAuth
+
+    def tier_views(self) -> list[TierView]:
+        """The tiers as a router sees them, in config order."""
+        views = []
+        for name, tier in self.tiers.items():
+            tracker = self.health[name]
+            views.append(
+                TierView(
+                    name=name,
+                    location=tier.location,
+                    input_per_mtok=tier.cost.input_per_mtok,
+                    output_per_mtok=tier.cost.output_per_mtok,
+                    healthy=tracker.available(),
+                    in_flight=tracker.in_flight,
+                    max_concurrent=tier.config.max_concurrent,
+                )
+            )
+        return views
+
+    async def probe(self) -> dict[str, dict[str, object]]:
+        """Probe every tier at once; probes feed the health trackers (a failed probe marks a tier down)."""
+        names = list(self.tiers)
+        results = await asyncio.gather(*(self.tiers[n].health() for n in names))
+        report: dict[str, dict[str, object]] = {}
+        for name, result in zip(names, results, strict=True):
+            tracker = self.health[name]
+            if result.healthy:
+                if tracker.is_down:
+                    log.info("tier %s is back", name)
+                tracker.record_success()
+            elif not tracker.is_down or tracker.available():
+                tracker.record_failure(result.detail, immediately=True)
+            self.metrics.tier_up.labels(name).set(1 if tracker.available() else 0)
+            report[name] = {
+                "healthy": result.healthy,
+                "available": tracker.available(),
+                "state": tracker.describe(),
+                "detail": result.detail,
+                "latency_ms": None if result.latency_ms is None else round(result.latency_ms, 2),
+                "location": self.tiers[name].location,
+            }
+        return report

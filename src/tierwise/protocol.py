@@ -1,0 +1,177 @@
+"""OpenAI wire models: the chat-completions request, and helpers for chunks, completions and errors.
+
+Requests are validated strictly where tierwise acts on a field and leniently elsewhere: fields the gateway does
+not know (e.g. `repetition_penalty` for vLLM) are kept and passed through to HTTP backends unchanged.
+Responses travel as plain dicts in the OpenAI chunk format, so unknown upstream fields (`reasoning_content`,
+`usage` in the last chunk) survive untouched.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_MESSAGES = 4096
+MAX_TOKENS_LIMIT = 1_000_000
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    """One message; `content` is a string or a list of typed parts (only text parts are read here)."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[TextPart] | None = None
+
+    def text(self) -> str:
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        return "\n".join(p.text for p in self.content if p.text is not None)
+
+
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    """`POST /v1/chat/completions` body."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_TOKENS_LIMIT)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    n: int | None = Field(None, ge=1, le=1, description="tierwise serves one choice per request")
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, stop: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(stop, list) and len(stop) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return stop
+
+    @property
+    def token_limit(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def stop_list(self) -> list[str]:
+        if self.stop is None:
+            return []
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop)
+
+    @property
+    def wants_usage_chunk(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def last_user_text(self) -> str:
+        for message in reversed(self.messages):
+            if message.role == "user":
+                return message.text()
+        return self.messages[-1].text()
+
+    def conversation_text(self) -> str:
+        return "\n".join(m.text() for m in self.messages)
+
+
+def new_completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def error_body(
+    message: str, *, error_type: str, code: str | None = None, param: str | None = None
+) -> dict[str, Any]:
+    """The OpenAI error envelope."""
+    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
+
+
+class CompletionBuilder:
+    """Folds a stream of chat.completion.chunk dicts into one chat.completion dict.
+
+    String fields of a delta are concatenated (so `content` and unknown ones like `reasoning_content` both
+    survive); tool calls are merged by index; logprobs lists are concatenated; anything else keeps its last value.
+    """
+
+    def __init__(self) -> None:
+        self.choices: dict[int, dict[str, Any]] = {}
+        self.top: dict[str, Any] = {}
+        self.usage: dict[str, Any] | None = None
+
+    def add(self, chunk: dict[str, Any]) -> None:
+        for key, value in chunk.items():
+            if key == "usage":
+                if value:
+                    self.usage = value
+            elif key != "choices":
+                self.top[key] = value
+        for choice in chunk.get("choices") or []:
+            self._add_choice(choice)
+
+    def _add_choice(self, choice: dict[str, Any]) -> None:
+        index = int(choice.get("index", 0))
+        slot = self.choices.setdefault(
+            index, {"index": index, "message": {"role": "assistant", "content": None}, "finish_reason": None}
+        )
+        message = slot["message"]
+        for key, value in (choice.get("delta") or {}).items():
+            if value is None:
+                continue
+            if key == "tool_calls":
+                _merge_tool_calls(message.setdefault("tool_calls", []), value)
+            elif isinstance(value, str) and key != "role":
+                message[key] = (message.get(key) or "") + value
+            else:
+                message[key] = value
+        if choice.get("logprobs"):
+            merged = slot.setdefault("logprobs", {"content": []})
+            merged["content"].extend(choice["logprobs"].get("content") or [])
+        if choice.get("finish_reason"):
+            slot["finish_reason"] = choice["finish_reason"]
+
+    def build(self, *, completion_id: str, model: str) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            **{k: v for k, v in self.top.items() if k not in {"object", "id"}},
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": self.top.get("created", int(time.time())),
+            "model": self.top.get("model", model),
+            "choices": [self.choices[i] for i in sorted(self.choices)]
+            or [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}],
+        }
+        if self.usage is not None:
+            body["usage"] = self.usage
+        return body
+
+
+def _merge_tool_calls(merged: list[dict[str, Any]], deltas: list[dict[str, Any]]) -> None:
+    for delta in deltas:
+        index = delta.get("index", len(merged))
+        while len(merged) <= index:
+            merged.append({"function": {"name": "", "arguments": ""}})
+        target = merged[index]
+        for key, value in delta.items():
+            if key == "function":
+                for fkey, fval in (value or {}).items():
+                    target["function"][fkey] = target["function"].get(fkey, "") + (fval or "")
+            elif key != "index":
+                target[key] = value

@@ -1,0 +1,81 @@
+"""Run an ASGI app or a subprocess server on 127.0.0.1 for tests and benchmarks, and stop it afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, *, port: int | None = None, startup_timeout_s: float = 30.0) -> Iterator[str]:
+    """Serve `app` with uvicorn in a background thread; yields its base URL (http://127.0.0.1:PORT)."""
+    import uvicorn
+
+    port = port or free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+                            timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout_s
+    while not server.started:
+        if not thread.is_alive():
+            raise RuntimeError(f"server on port {port} failed to start")
+        if time.monotonic() > deadline:
+            server.should_exit = True
+            raise TimeoutError(f"server on port {port} did not start in {startup_timeout_s} s")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def wait_until_ready(url: str, *, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `url` until it answers 200 (or the process dies, or time runs out)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"server process exited with {process.returncode} before it was ready")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} not ready after {timeout_s} s")
+
+
+def start_llama_server(model_path: str, *, port: int, extra_args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """Start llama-cpp-python's OpenAI-compatible server on 127.0.0.1 (needs the `device` extra)."""
+    command = [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", model_path, "--host", "127.0.0.1", "--port", str(port),
+        "--n_ctx", "1024", "--logits_all", "true", *extra_args,
+    ]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def stop_process(process: subprocess.Popen[bytes], *, timeout_s: float = 10.0) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    if process.stderr is not None:
+        process.stderr.close()

@@ -1,0 +1,110 @@
+"""A minimal OpenAI-compatible backend that answers at once (or misbehaves on purpose), for tests and benchmarks.
+
+It records what it receives, so a test can check what reached it (e.g. that no personal data did).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+Mode = Literal["ok", "error_status", "invalid_json", "no_choices", "stall", "break", "error_event"]
+
+
+@dataclass
+class StubBehavior:
+    """What the stub does. Mutable: tests change it between requests."""
+
+    pieces: list[str] = field(default_factory=lambda: ["Hello", " from", " the", " stub", "."])
+    token_delay_s: float = 0.0
+    mode: Mode = "ok"
+    fail_first: int = 0  # answer 500 to this many requests before behaving
+    after_pieces: int = 2  # for "stall" / "break" / "error_event": how many pieces go out first
+    extra_delta: dict[str, Any] = field(default_factory=dict)  # e.g. {"reasoning_content": "..."} on each chunk
+    status: int = 500
+    received: list[dict[str, Any]] = field(default_factory=list)
+    record: bool = True
+
+
+def create_stub_app(behavior: StubBehavior | None = None, *, model: str = "stub-model") -> Starlette:
+    behavior = behavior or StubBehavior()
+
+    async def models(request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": model, "object": "model", "owned_by": "stub"}]})
+
+    async def chat(request: Request) -> Response:
+        body = await request.json()
+        if behavior.record:
+            behavior.received.append(body)
+        if behavior.fail_first > 0:
+            behavior.fail_first -= 1
+            return JSONResponse({"error": {"message": "stub: temporary failure", "type": "server_error"}}, 500)
+        if behavior.mode == "error_status":
+            return JSONResponse({"error": {"message": "stub: failing on purpose", "type": "x"}}, behavior.status)
+        if not body.get("stream"):
+            return JSONResponse(_completion(behavior, model))
+        return StreamingResponse(_events(behavior, model, body), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"])])
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
+
+
+def _sse(data: Any) -> bytes:
+    return f"data: {data if isinstance(data, str) else json.dumps(data)}\n\n".encode()
+
+
+async def _events(behavior: StubBehavior, model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    if behavior.mode == "invalid_json":
+        yield b"data: {this is not json\n\n"
+        return
+    if behavior.mode == "no_choices":
+        yield _sse({"id": "x", "object": "chat.completion.chunk", "unexpected": True})
+        return
+    yield _sse(_chunk(model, {"role": "assistant", "content": ""}))
+    for i, piece in enumerate(behavior.pieces):
+        if behavior.mode in {"stall", "break", "error_event"} and i == behavior.after_pieces:
+            if behavior.mode == "stall":
+                await asyncio.sleep(3600)
+            if behavior.mode == "error_event":
+                yield _sse({"error": {"message": "stub: backend failed mid-stream", "type": "server_error"}})
+            return  # "break": the connection ends without [DONE]
+        if behavior.token_delay_s:
+            await asyncio.sleep(behavior.token_delay_s)
+        yield _sse(_chunk(model, {"content": piece, **behavior.extra_delta}))
+    yield _sse(_chunk(model, {}, "stop"))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        usage = {"prompt_tokens": 7, "completion_tokens": len(behavior.pieces), "total_tokens": 7 + len(behavior.pieces)}
+        yield _sse({**_chunk(model, {}), "choices": [], "usage": usage})
+    yield _sse("[DONE]")
+
+
+def _completion(behavior: StubBehavior, model: str) -> dict[str, Any]:
+    n = len(behavior.pieces)
+    return {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "".join(behavior.pieces)}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n},
+    }

@@ -1,0 +1,187 @@
+"""A tier served by any OpenAI-compatible HTTP server (llama.cpp server, vLLM, SGLang, a provider API)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from tierwise.tiers.base import Chunk, Tier, TierHealth, TierRejected, TierStreamBroken, TierUnavailable
+
+if TYPE_CHECKING:
+    from tierwise.config import OpenAITierConfig
+    from tierwise.protocol import ChatCompletionRequest
+
+# Errors worth another attempt at the same server: nothing was sent back, so a retry cannot duplicate output.
+_RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.PoolTimeout)
+
+
+class TierBadResponse(TierStreamBroken):
+    """The server answered, but not in the OpenAI format (invalid JSON, missing `choices`)."""
+
+    code = "bad_upstream_response"
+
+
+class OpenAIHTTPTier(Tier):
+    """Streams from `{base_url}/chat/completions`, passing unknown fields through unchanged."""
+
+    config: OpenAITierConfig
+
+    def __init__(self, config: OpenAITierConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+        super().__init__(config)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def model_name(self) -> str:
+        return self.config.model
+
+    async def start(self) -> None:
+        cfg = self.config
+        headers = {"Accept": "text/event-stream, application/json"}
+        api_key = cfg.api_key()
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self._client = httpx.AsyncClient(
+            base_url=cfg.base_url.rstrip("/") + "/",
+            headers=headers,
+            timeout=httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s),
+            limits=httpx.Limits(max_connections=cfg.max_concurrent * 2, max_keepalive_connections=cfg.max_concurrent),
+            transport=self._transport,
+        )
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            raise RuntimeError(f"tier {self.name!r} used before start()")
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def health(self) -> TierHealth:
+        started = time.perf_counter()
+        try:
+            response = await self.client.get("models", timeout=min(2.0, self.config.read_timeout_s))
+        except httpx.HTTPError as err:
+            return TierHealth(False, f"{type(err).__name__}: {err}".rstrip(": "))
+        latency_ms = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            return TierHealth(False, f"GET /models answered {response.status_code}", latency_ms)
+        return TierHealth(True, "ok", latency_ms)
+
+    def _payload(self, request: ChatCompletionRequest) -> dict[str, Any]:
+        payload = request.model_dump(exclude_none=True)
+        payload["model"] = self.config.model
+        payload["stream"] = True
+        # Ask for usage in the last chunk: the gateway counts tokens and cost from it.
+        payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
+        return payload
+
+    async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
+        payload = self._payload(request)
+        cfg = self.config
+        for attempt in range(cfg.retries + 1):
+            yielded = False
+            try:
+                async with self.client.stream("POST", "chat/completions", json=payload) as response:
+                    if response.status_code >= 500 and attempt < cfg.retries:
+                        await asyncio.sleep(cfg.retry_backoff_s * 2**attempt)
+                        continue
+                    await _raise_for_status(self.name, response)
+                    async for chunk in _read_chunks(self.name, response):
+                        yielded = True
+                        yield chunk
+                return
+            except _RETRYABLE as err:
+                if yielded:
+                    raise TierStreamBroken(f"tier {self.name!r}: connection lost mid-answer ({err!r})") from err
+                if attempt >= cfg.retries:
+                    raise TierUnavailable(f"tier {self.name!r} unreachable: {_describe(err)}") from err
+                await asyncio.sleep(cfg.retry_backoff_s * 2**attempt)
+            except httpx.TimeoutException as err:
+                if yielded:
+                    raise TierStreamBroken(
+                        f"tier {self.name!r} stalled mid-answer (no data for {cfg.read_timeout_s:g} s)"
+                    ) from err
+                raise TierUnavailable(f"tier {self.name!r} timed out before answering: {_describe(err)}") from err
+            except httpx.HTTPError as err:
+                if yielded:
+                    raise TierStreamBroken(f"tier {self.name!r}: {_describe(err)}") from err
+                raise TierUnavailable(f"tier {self.name!r}: {_describe(err)}") from err
+
+
+def _describe(err: Exception) -> str:
+    text = str(err)
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+async def _raise_for_status(tier: str, response: httpx.Response) -> None:
+    if response.status_code == 200:
+        return
+    body = (await response.aread()).decode("utf-8", "replace")[:500]
+    try:
+        message = json.loads(body)["error"]["message"]
+    except (ValueError, KeyError, TypeError):
+        message = body or response.reason_phrase
+    detail = f"tier {tier!r} answered {response.status_code}: {message}"
+    # 429 and 5xx are the tier's trouble (another tier may serve); other 4xx are the request's.
+    if response.status_code == 429 or response.status_code >= 500:
+        raise TierUnavailable(detail)
+    raise TierRejected(detail, status=response.status_code)
+
+
+async def _read_chunks(tier: str, response: httpx.Response) -> AsyncIterator[Chunk]:
+    """Parse server-sent events, or a plain JSON completion from a server that ignored `stream`."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        yield _completion_to_chunk(tier, _parse(tier, await response.aread()))
+        return
+    finished = False
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue  # blank separators, comments (": ping"), event names
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        chunk = _parse(tier, data)
+        if "error" in chunk:
+            message = (chunk["error"] or {}).get("message", "unknown error")
+            raise TierStreamBroken(f"tier {tier!r} reported an error mid-stream: {message}")
+        if not isinstance(chunk.get("choices"), list):
+            raise TierBadResponse(f"tier {tier!r} sent a chunk without a 'choices' list")
+        finished = finished or any(c.get("finish_reason") for c in chunk["choices"])
+        yield chunk
+    if not finished:  # neither [DONE] nor a finish_reason: the answer was cut off
+        raise TierStreamBroken(f"tier {tier!r} ended its stream before finishing the answer")
+
+
+def _parse(tier: str, data: str | bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(data)
+    except ValueError as err:
+        raise TierBadResponse(f"tier {tier!r} sent invalid JSON: {str(data)[:80]!r}") from err
+    if not isinstance(value, dict):
+        raise TierBadResponse(f"tier {tier!r} sent JSON that is not an object")
+    return value
+
+
+def _completion_to_chunk(tier: str, completion: dict[str, Any]) -> Chunk:
+    choices = completion.get("choices")
+    if not isinstance(choices, list):
+        raise TierBadResponse(f"tier {tier!r} sent a completion without a 'choices' list")
+    chunk_choices = [
+        {
+            "index": c.get("index", 0),
+            "delta": c.get("message") or {},
+            "finish_reason": c.get("finish_reason"),
+            **({"logprobs": c["logprobs"]} if c.get("logprobs") else {}),
+        }
+        for c in choices
+    ]
+    return {**completion, "object": "chat.completion.chunk", "choices": chunk_choices}

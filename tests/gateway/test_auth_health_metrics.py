@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import openai_tier
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+
+
+def test_api_keys_guard_every_endpoint_but_health(stub_backend, run_gateway, monkeypatch):
+    base, _ = stub_backend
+    monkeypatch.setenv("TW_KEYS", "sk-env-1, sk-env-2")
+    url = run_gateway({"tiers": [openai_tier("edge", base)],
+                       "gateway": {"api_keys": ["sk-good"], "api_keys_env": "TW_KEYS"}})
+    for method, path in [("GET", "/v1/models"), ("GET", "/metrics"), ("POST", "/v1/chat/completions")]:
+        for headers in ({}, {"Authorization": "Bearer sk-bad"}, {"Authorization": "Basic sk-good"}):
+            response = httpx.request(method, f"{url}{path}", headers=headers, json={"model": "edge"})
+            assert response.status_code == 401, (path, headers)
+            assert response.json()["error"]["type"] == "authentication_error"
+            assert "sk-bad" not in response.text
+    assert httpx.get(f"{url}/healthz").status_code == 200
+    for key in ("sk-good", "sk-env-2"):
+        sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
+        assert sdk.chat.completions.create(model="edge", messages=MESSAGES).choices[0].message.content
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=f"{url}/v1", api_key="sk-wrong", max_retries=0).models.list()
+
+
+def test_models_lists_tiers_and_auto(stub_backend, run_gateway):
+    base, _ = stub_backend
+    url = run_gateway({"tiers": [openai_tier("edge", base), openai_tier("cloud", base, location="cloud")]})
+    ids = [m.id for m in openai.OpenAI(base_url=f"{url}/v1", api_key="x").models.list()]
+    assert ids == ["auto", "edge", "cloud"]
+
+
+def test_healthz_reports_each_tier(stub_backend, run_gateway):
+    base, _ = stub_backend
+    url = run_gateway({"tiers": [openai_tier("edge", base), openai_tier("cloud", "http://127.0.0.1:9/v1")]})
+    response = httpx.get(f"{url}/healthz")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["tiers"]["edge"]["healthy"] is True
+    assert body["tiers"]["cloud"]["healthy"] is False and body["tiers"]["cloud"]["available"] is False
+
+
+def test_metrics_count_requests_tokens_and_errors(stub_backend, run_gateway):
+    base, _ = stub_backend
+    url = run_gateway({"tiers": [openai_tier("edge", base)]})
+    sdk = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
+    sdk.chat.completions.create(model="edge", messages=MESSAGES)
+    list(sdk.chat.completions.create(model="edge", messages=MESSAGES, stream=True))
+    with pytest.raises(openai.NotFoundError):
+        sdk.chat.completions.create(model="nope", messages=MESSAGES)
+    text = httpx.get(f"{url}/metrics").text
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+    assert samples[("tierwise_requests_total", (("outcome", "ok"), ("tier", "edge")))] == 2
+    assert samples[("tierwise_tokens_total", (("kind", "completion"), ("tier", "edge")))] == 10
+    assert samples[("tierwise_http_errors_total", (("status", "404"),))] == 1
+    assert samples[("tierwise_request_latency_seconds_count", (("tier", "edge"),))] == 2
+    assert samples[("tierwise_time_to_first_token_seconds_count", (("tier", "edge"),))] == 2
