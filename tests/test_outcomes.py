@@ -47,8 +47,7 @@ def test_rejects_scores_out_of_range_and_bad_shapes() -> None:
 def test_generic_csv_and_jsonl_pivot(tmp_path: Path) -> None:
     csv_path = tmp_path / "log.csv"
     csv_path.write_text(
-        "query,model,score,output_tokens,category\n"
-        "hello,small,1,10,chat\nhello,big,0,,chat\nsum 2+2,big,1,5,math\n"
+        "query,model,score,output_tokens,category\nhello,small,1,10,chat\nhello,big,0,,chat\nsum 2+2,big,1,5,math\n"
     )
     t = load_outcomes(csv_path)
     assert t.models == ["small", "big"]
@@ -57,20 +56,22 @@ def test_generic_csv_and_jsonl_pivot(tmp_path: Path) -> None:
     assert t.categories == ["chat", "math"]
     assert t.output_tokens is not None and t.output_tokens[0, 0] == 10.0 and np.isnan(t.output_tokens[0, 1])
     jl = tmp_path / "log.jsonl"
-    jl.write_text("\n".join(json.dumps(r) for r in [
-        {"query": "q1", "model": "a", "score": 0.25, "query_id": "id1"},
-        {"query": "q1", "model": "b", "score": 1.0, "query_id": "id1"},
-    ]))
+    jl.write_text(
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"query": "q1", "model": "a", "score": 0.25, "query_id": "id1"},
+                {"query": "q1", "model": "b", "score": 1.0, "query_id": "id1"},
+            ]
+        )
+    )
     t2 = load_outcomes(jl)
     assert t2.query_ids == ["id1"] and t2.scores.tolist() == [[0.25, 1.0]] and t2.output_tokens is None
 
 
 def test_routellm_single_csv_and_directory(tmp_path: Path) -> None:
     (tmp_path / "d").mkdir()
-    body = (
-        "prompt,weak,strong,weak_response,strong_response\n"
-        '"q1",True,False,abcd,abcdefgh\n"q2",False,True,,x\n'
-    )
+    body = 'prompt,weak,strong,weak_response,strong_response\n"q1",True,False,abcd,abcdefgh\n"q2",False,True,,x\n'
     (tmp_path / "d" / "mmlu_algebra.csv").write_text(body)
     (tmp_path / "d" / "mmlu_law.csv").write_text(body.replace("q1", "q3"))
     t = load_outcomes(tmp_path / "d")

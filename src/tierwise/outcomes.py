@@ -183,9 +183,7 @@ def load_mmlu_pro(path: str | Path) -> OutcomeTable:
     fixed = {"question_id", "category", "src", "question", "options", "answer"}
     models = [c for c in header if c not in fixed and not c.endswith(":chars")]
     scores = np.array([[_bool_score(r[m]) for m in models] for r in rows], dtype=np.float64)
-    chars = np.array(
-        [[float(r.get(f"{m}:chars") or "nan") for m in models] for r in rows], dtype=np.float64
-    )
+    chars = np.array([[float(r.get(f"{m}:chars") or "nan") for m in models] for r in rows], dtype=np.float64)
     chars[chars <= 0] = np.nan  # a length of 0 means the output text was not recorded
     return OutcomeTable(
         queries=[mmlu_pro_query(r["question"], json.loads(r["options"])) for r in rows],

@@ -66,6 +66,4 @@ class LogisticPredictor(Predictor):
         return {"mean": self._mean, "std": self._std, "W": self._W}
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self._mean, self._std, self._W = (
-            np.asarray(arrays[k], dtype=np.float64) for k in ("mean", "std", "W")
-        )
+        self._mean, self._std, self._W = (np.asarray(arrays[k], dtype=np.float64) for k in ("mean", "std", "W"))

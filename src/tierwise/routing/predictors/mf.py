@@ -21,9 +21,7 @@ class MatrixFactorizationPredictor(Predictor):
 
     name: ClassVar[str] = "mf"
 
-    def __init__(
-        self, *, dim: int = 32, l2: float = 1e-3, epochs: int = 20, lr: float = 3e-3, seed: int = 0
-    ) -> None:
+    def __init__(self, *, dim: int = 32, l2: float = 1e-3, epochs: int = 20, lr: float = 3e-3, seed: int = 0) -> None:
         self.dim = dim
         self.l2 = l2
         self.epochs = epochs
@@ -55,9 +53,7 @@ class MatrixFactorizationPredictor(Predictor):
         self._p = {"mean": mean, "std": std, **p}
         return self
 
-    def _grads(
-        self, p: dict[str, np.ndarray], Z: np.ndarray, Y: np.ndarray, M: np.ndarray
-    ) -> dict[str, np.ndarray]:
+    def _grads(self, p: dict[str, np.ndarray], Z: np.ndarray, Y: np.ndarray, M: np.ndarray) -> dict[str, np.ndarray]:
         T = Z @ p["W"]  # (n, dim) projected queries
         A = p["V"] * p["c"]  # (m, dim) model factors read through the head
         dz = M * (sigmoid(T @ A.T + p["b"]) - Y) / max(M.sum(), 1.0)

@@ -49,9 +49,7 @@ class MlpPredictor(Predictor):
         self._p = {"mean": mean, "std": std, **p}
         return self
 
-    def _grads(
-        self, p: dict[str, np.ndarray], Z: np.ndarray, Y: np.ndarray, M: np.ndarray
-    ) -> dict[str, np.ndarray]:
+    def _grads(self, p: dict[str, np.ndarray], Z: np.ndarray, Y: np.ndarray, M: np.ndarray) -> dict[str, np.ndarray]:
         pre = Z @ p["W1"] + p["b1"]
         h = np.maximum(pre, 0.0)
         dz = M * (sigmoid(h @ p["W2"] + p["b2"]) - Y) / max(M.sum(), 1.0)

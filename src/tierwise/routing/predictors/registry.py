@@ -13,8 +13,7 @@ from tierwise.routing.predictors.mf import MatrixFactorizationPredictor
 from tierwise.routing.predictors.mlp import MlpPredictor
 
 PREDICTORS: dict[str, type[Predictor]] = {
-    cls.name: cls
-    for cls in (KnnPredictor, LogisticPredictor, MlpPredictor, MatrixFactorizationPredictor)
+    cls.name: cls for cls in (KnnPredictor, LogisticPredictor, MlpPredictor, MatrixFactorizationPredictor)
 }
 
 

@@ -1,0 +1,101 @@
+"""The trained-router file: `router.json` (settings, tiers, calibration) + `router.npz` beside it (arrays).
+
+No pickle anywhere: the npz is read with `allow_pickle=False`. The JSON names its npz in `"arrays"`, relative
+to the JSON's directory. Format (version 1)::
+
+    {"format": "tierwise-router", "version": 1,
+     "tiers": [{"name": "device", "model": "...", "location": "device",
+                "input_per_mtok": 0.0, "output_per_mtok": 0.0, "expected_output_tokens": 250.0}, ...],
+     "featurizer": {"embedding": "static", "max_tokens": 256, "cheap_weight": 0.2},
+     "predictor": {"name": "knn", "hyper_parameters": {"k": 40}},
+     "calibration": {"tolerance": 0.07, "target_cloud_share": 0.2, "heldout_cloud_share": 0.2, ...},
+     "training": {...}, "arrays": "router.npz"}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tierwise.routing.features import FeaturizerSettings
+
+FORMAT = "tierwise-router"
+VERSION = 1
+
+
+@dataclass
+class TierSpec:
+    """A tier the router was trained for: its name, the model whose outcomes stand for it, and its prices."""
+
+    name: str
+    model: str
+    location: str
+    input_per_mtok: float = 0.0
+    output_per_mtok: float = 0.0
+    expected_output_tokens: float = 256.0
+
+
+@dataclass
+class RouterFile:
+    """Everything a `LearnedRouter` needs, as written to / read from disk."""
+
+    tiers: list[TierSpec]
+    featurizer: FeaturizerSettings
+    predictor: dict[str, Any]
+    predictor_arrays: dict[str, np.ndarray]
+    tolerance: float
+    target_cloud_share: float
+    heldout_margins: np.ndarray
+    calibration: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+
+    def save(self, path: str | Path) -> Path:
+        """Write `path` (JSON) and its `.npz` sibling; returns the JSON path."""
+        p = Path(path)
+        npz = p.with_suffix(".npz")
+        arrays = {f"predictor/{k}": v for k, v in self.predictor_arrays.items()}
+        arrays["calibration/heldout_margins"] = self.heldout_margins
+        with npz.open("wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        doc = {
+            "format": FORMAT,
+            "version": VERSION,
+            "tiers": [vars(t) for t in self.tiers],
+            "featurizer": self.featurizer.model_dump(),
+            "predictor": self.predictor,
+            "calibration": {
+                **self.calibration,
+                "tolerance": self.tolerance,
+                "target_cloud_share": self.target_cloud_share,
+            },
+            "training": self.training,
+            "arrays": npz.name,
+        }
+        p.write_text(json.dumps(doc, indent=2) + "\n")
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> RouterFile:
+        """Read a router file written by `save`; raises ValueError on another format or version."""
+        p = Path(path)
+        doc = json.loads(p.read_text())
+        if doc.get("format") != FORMAT or doc.get("version") != VERSION:
+            raise ValueError(f"{p} is not a {FORMAT} file of version {VERSION}")
+        with np.load(p.parent / doc["arrays"], allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        cal = dict(doc["calibration"])
+        return cls(
+            tiers=[TierSpec(**t) for t in doc["tiers"]],
+            featurizer=FeaturizerSettings(**doc["featurizer"]),
+            predictor=doc["predictor"],
+            predictor_arrays={k.removeprefix("predictor/"): v for k, v in arrays.items() if k.startswith("predictor/")},
+            tolerance=float(cal.pop("tolerance")),
+            target_cloud_share=float(cal.pop("target_cloud_share")),
+            heldout_margins=arrays["calibration/heldout_margins"],
+            calibration=cal,
+            training=doc.get("training", {}),
+        )
