@@ -57,6 +57,7 @@ class RouterFile:
         """Write `path` (JSON) and its `.npz` sibling; returns the JSON path."""
         p = Path(path)
         npz = p.with_suffix(".npz")
+        p.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"predictor/{k}": v for k, v in self.predictor_arrays.items()}
         arrays["calibration/heldout_margins"] = self.heldout_margins
         with npz.open("wb") as fh:

@@ -27,6 +27,10 @@ class CandidateResult:
     params: dict[str, Any]
     log_loss: float
 
+    @property
+    def predictor_label(self) -> str:
+        return f"{self.name}({', '.join(f'{k}={v}' for k, v in self.params.items())})"
+
     def to_dict(self) -> dict[str, Any]:
         return {"predictor": self.name, "params": self.params, "log_loss": round(self.log_loss, 5)}
 

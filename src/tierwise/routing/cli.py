@@ -1,0 +1,106 @@
+"""`tierwise train` and `tierwise route`: build a router file from outcome data, and ask it for a decision."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from tierwise.routing.router import RouteRequest, TierView
+
+
+def _parse_prices(spec: str | None) -> dict[str, tuple[float, float]]:
+    prices: dict[str, tuple[float, float]] = {}
+    for part in filter(None, (p.strip() for p in (spec or "").split(","))):
+        name, _, value = part.partition("=")
+        inp, _, out = value.partition("/")
+        prices[name] = (float(inp), float(out or inp))
+    return prices
+
+
+def train(
+    data: Annotated[Path, typer.Option("--data", help="outcome file or directory (read in place)")],
+    tiers: Annotated[str, typer.Option("--tiers", help="device=MODEL,edge=MODEL,cloud=MODEL")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="router file to write (JSON + .npz)")] = Path(
+        "router.json"
+    ),
+    format: Annotated[str, typer.Option("--format", help="auto | routellm | mmlu-pro | generic")] = "auto",
+    target_cloud_share: Annotated[float, typer.Option("--target-cloud-share", min=0.0, max=1.0)] = 0.2,
+    prices: Annotated[
+        str | None, typer.Option("--prices", help="USD per 1M tokens in/out: cloud=0.55/2.19,edge=0.02/0.06")
+    ] = None,
+    embedding: Annotated[str, typer.Option("--embedding", help="static | contextual | none")] = "static",
+    predictors: Annotated[
+        str | None, typer.Option("--predictors", help="comma list to cross-validate (default: all)")
+    ] = None,
+    folds: Annotated[int, typer.Option("--folds", min=2)] = 3,
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="embedding cache directory")] = None,
+) -> None:
+    """Train a router from per-query outcomes; the tolerance is calibrated to the target cloud share."""
+    from rich.console import Console
+
+    from tierwise.outcomes import load_outcomes
+    from tierwise.routing.embed import default_cache_dir
+    from tierwise.routing.features import FeaturizerSettings
+    from tierwise.routing.selection import DEFAULT_GRID
+    from tierwise.routing.train import parse_tiers, train_router
+
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    table = load_outcomes(data, format=format)
+    specs = parse_tiers(tiers, prices=_parse_prices(prices))
+    grid = DEFAULT_GRID if not predictors else {k: DEFAULT_GRID[k] for k in predictors.split(",")}
+    console.print(f"{len(table)} queries, models {table.models}")
+    rf = train_router(
+        table,
+        specs,
+        target_cloud_share=target_cloud_share,
+        featurizer=FeaturizerSettings(embedding=embedding),  # type: ignore[arg-type]
+        grid=grid,
+        folds=folds,
+        cache_dir=str(cache_dir or default_cache_dir()),
+        progress=True,
+        on_candidate=lambda r: console.print(f"  cv {r.predictor_label}: log loss {r.log_loss:.4f}"),
+    )
+    path = rf.save(output)
+    chosen = rf.training["chosen"]
+    console.print(
+        f"chose {chosen['predictor']} {chosen['params']}; tolerance {rf.tolerance:.4f} → "
+        f"{rf.calibration['heldout_cloud_share']:.1%} cloud on held-out predictions; "
+        f"wrote {path} in {time.perf_counter() - started:.1f} s"
+    )
+
+
+def _views(router_tiers: list, spec: str | None) -> list[TierView]:
+    names = [n.strip() for n in spec.split(",")] if spec else [t.name for t in router_tiers]
+    by_name = {t.name: t for t in router_tiers}
+    return [
+        TierView(n, by_name[n].location, by_name[n].input_per_mtok, by_name[n].output_per_mtok)
+        for n in names
+        if n in by_name
+    ]
+
+
+def route(
+    prompt: Annotated[str, typer.Argument(help="the prompt to route")],
+    router: Annotated[Path, typer.Option("-r", "--router", help="router file written by `tierwise train`")],
+    allowed: Annotated[str | None, typer.Option("--allowed", help="comma list of allowed tiers")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the decision as JSON")] = False,
+) -> None:
+    """Print which tier would answer PROMPT, with the predicted quality and cost per tier and the reasons."""
+    from tierwise.routing.learned import LearnedRouter
+
+    r = LearnedRouter.from_path(router)
+    decision = r.decide(RouteRequest(prompt=prompt, conversation=prompt), _views(r.file.tiers, allowed))
+    if as_json:
+        typer.echo(json.dumps(decision.to_dict(), indent=2))
+        return
+    typer.echo(f"tier: {decision.tier}   (fallbacks: {', '.join(decision.fallbacks) or '-'})")
+    for name, q in (decision.predicted_quality or {}).items():
+        cost = (decision.expected_cost_usd or {}).get(name, 0.0)
+        typer.echo(f"  {name:<10} predicted quality {q:.3f}   expected cost {cost:.3g} USD")
+    for reason in decision.reasons:
+        typer.echo(f"  - {reason}")
