@@ -6,6 +6,7 @@ import typer
 
 from tierwise.evaluation.cli import eval_command
 from tierwise.gateway.cli import serve
+from tierwise.routing.cli import route, train
 
 app = typer.Typer(
     name="tierwise",
@@ -15,3 +16,5 @@ app = typer.Typer(
 )
 app.command()(serve)
 app.command("eval")(eval_command)
+app.command()(train)
+app.command()(route)
