@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tierwise.errors import ConfigError
+from tierwise.routing.settings import PolicySettings, RouterSettings
 
 Location = Literal["device", "edge", "cloud"]
 
@@ -101,6 +102,8 @@ class Settings(_Strict):
 
     tiers: list[TierConfig] = Field(min_length=1)
     gateway: GatewayConfig = GatewayConfig()
+    router: RouterSettings = RouterSettings()
+    policies: PolicySettings = PolicySettings()
 
     @model_validator(mode="after")
     def _unique_names(self) -> Settings:
@@ -144,7 +147,10 @@ def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
         else t
         for t in settings.tiers
     ]
-    return settings.model_copy(update={"tiers": tiers})
+    router = settings.router
+    if router.model is not None and not router.model.is_absolute():
+        router = router.model_copy(update={"model": base_dir / router.model})
+    return settings.model_copy(update={"tiers": tiers, "router": router})
 
 
 def load_settings(path: str | Path) -> Settings:

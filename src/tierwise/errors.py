@@ -33,6 +33,14 @@ class AuthenticationFailed(TierwiseError):
     code = "invalid_api_key"
 
 
+class PolicyRefused(TierwiseError):
+    """A hard policy forbids the tier the client asked for (e.g. personal data to the cloud)."""
+
+    status = 403
+    error_type = "permission_error"
+    code = "policy_refused"
+
+
 class ModelNotFound(TierwiseError):
     status = 404
     error_type = "invalid_request_error"

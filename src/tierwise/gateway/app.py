@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from tierwise.config import Settings
+from tierwise.errors import ConfigError
 from tierwise.gateway.auth import ApiKeyAuth
 from tierwise.gateway.dispatch import Dispatcher
 from tierwise.gateway.errors import install_error_handlers
@@ -19,6 +20,7 @@ from tierwise.gateway.limits import BodySizeLimit
 from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.gateway.routes import chat, health, metrics, models
 from tierwise.gateway.state import GatewayState
+from tierwise.routing.budget import BudgetLedger
 from tierwise.routing.router import CheapestHealthyRouter, Router
 from tierwise.tiers.base import Tier
 from tierwise.tiers.registry import build_tier
@@ -71,9 +73,24 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
         tiers=tiers,
         health=trackers,
         dispatcher=Dispatcher(tiers, trackers, metrics_),
-        router=router or CheapestHealthyRouter(),
+        router=router or _build_router(settings),
         metrics=metrics_,
         auth=ApiKeyAuth(keys),
+        ledger=BudgetLedger(),
+    )
+
+
+def _build_router(settings: Settings) -> Router:
+    """The learned router when a router file is configured, else the cheapest-healthy rule."""
+    config = settings.router
+    if config.model is None:
+        return CheapestHealthyRouter()
+    from tierwise.routing.learned import LearnedRouter  # numpy model code: only when configured
+
+    if not config.model.is_file():
+        raise ConfigError(f"router.model: {config.model} does not exist (train one with `tierwise train`)")
+    return LearnedRouter.from_path(
+        config.model, target_cloud_share=config.target_cloud_share, cache_dir=config.embedding_cache_dir
     )
 
 

@@ -15,6 +15,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="overrides gateway.host")] = None,
     port: Annotated[int | None, typer.Option(help="overrides gateway.port")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+    access_log: Annotated[bool, typer.Option(help="log every request line")] = True,
 ) -> None:
     """Serve the OpenAI-compatible gateway in front of the configured tiers."""
     import uvicorn
@@ -34,6 +35,7 @@ def serve(
         host=host or gateway.host,
         port=gateway.port if port is None else port,
         log_level=log_level,
+        access_log=access_log,
         # uvicorn's own keep-alive default (5 s) drops pooled client connections; clients reuse them longer.
         timeout_keep_alive=30,
     )

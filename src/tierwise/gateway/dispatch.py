@@ -93,7 +93,9 @@ class Dispatcher:
             self._release(name, slot)
             await stream.aclose()  # type: ignore[attr-defined]
             raise
-        self.metrics.ttft.labels(name).observe(time.perf_counter() - started)
+        ttft_s = time.perf_counter() - started
+        self.metrics.ttft.labels(name).observe(ttft_s)
+        self.health[name].record_ttft(ttft_s * 1000)
         served = Served(tier=tier, first=first, rest=_empty())
         served.rest = self._rest(served, stream, slot, started)
         return served

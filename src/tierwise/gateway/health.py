@@ -21,6 +21,10 @@ class TierHealthTracker:
     down_until: float = 0.0
     last_error: str = ""
     in_flight: int = 0
+    ttft_ms: float | None = None  # moving average of measured time to first token
+
+    def record_ttft(self, ms: float, *, weight: float = 0.2) -> None:
+        self.ttft_ms = ms if self.ttft_ms is None else (1 - weight) * self.ttft_ms + weight * ms
 
     @property
     def is_down(self) -> bool:

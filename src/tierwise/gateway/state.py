@@ -11,6 +11,7 @@ from tierwise.gateway.auth import ApiKeyAuth
 from tierwise.gateway.dispatch import Dispatcher
 from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.metrics import GatewayMetrics
+from tierwise.routing.budget import BudgetLedger
 from tierwise.routing.router import Router, TierView
 from tierwise.tiers.base import Tier
 
@@ -26,6 +27,16 @@ class GatewayState:
     router: Router
     metrics: GatewayMetrics
     auth: ApiKeyAuth
+    ledger: BudgetLedger
+
+    def ttft_estimates_ms(self) -> dict[str, float]:
+        """Measured time to first token plus the configured network round trip, for tiers measured so far."""
+        estimates = {}
+        for name, tracker in self.health.items():
+            if tracker.ttft_ms is not None:
+                rtt = getattr(self.tiers[name].config, "network_rtt_ms", 0.0)
+                estimates[name] = tracker.ttft_ms + rtt
+        return estimates
 
     def tier_views(self) -> list[TierView]:
         """The tiers as a router sees them, in config order."""

@@ -108,3 +108,25 @@ def _completion(behavior: StubBehavior, model: str) -> dict[str, Any]:
         ],
         "usage": {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n},
     }
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tierwise.testing.stub_backend --port P [--token-delay-ms D]`: serve the stub on 127.0.0.1."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--token-delay-ms", type=float, default=0.0)
+    parser.add_argument("--pieces", type=int, default=5, help="content chunks per answer")
+    args = parser.parse_args(argv)
+    behavior = StubBehavior(
+        pieces=[f" tok{i}" for i in range(args.pieces)], token_delay_s=args.token_delay_ms / 1000, record=False
+    )
+    uvicorn.run(create_stub_app(behavior), host="127.0.0.1", port=args.port, log_level="warning",
+                access_log=False, timeout_keep_alive=60)
+
+
+if __name__ == "__main__":
+    main()

@@ -119,3 +119,18 @@ def write_tiny_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tierwise.testing.tiny_gguf PATH [--seed N]`: write a tiny random model for smoke tests."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("path", type=Path)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    print(write_tiny_gguf(args.path, seed=args.seed))
+
+
+if __name__ == "__main__":
+    main()

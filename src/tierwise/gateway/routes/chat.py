@@ -11,12 +11,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from tierwise.errors import InvalidRequest, ModelNotFound, TierwiseError
+from tierwise.errors import InvalidRequest, TierwiseError
 from tierwise.gateway.dispatch import Served
 from tierwise.gateway.errors import invalid_request_from
+from tierwise.gateway.route_plan import RoutePlan, plan_route
 from tierwise.gateway.state import GatewayState
 from tierwise.protocol import ChatCompletionRequest, CompletionBuilder, error_body, new_completion_id
-from tierwise.routing.router import RouteRequest
 
 log = logging.getLogger("tierwise.gateway")
 router = APIRouter()
@@ -27,10 +27,10 @@ async def chat_completions(request: Request) -> JSONResponse | StreamingResponse
     state: GatewayState = request.app.state.tierwise
     api_key = state.auth.key_of(request)
     chat = await _parse(request)
-    plan = _plan(state, chat, api_key)
+    plan = plan_route(state, chat, api_key)
     if chat.stream:
-        return await _stream(state, chat, plan)
-    return await _complete(state, chat, plan)
+        return await _stream(state, chat, plan, api_key)
+    return await _complete(state, chat, plan, api_key)
 
 
 async def _parse(request: Request) -> ChatCompletionRequest:
@@ -55,33 +55,7 @@ async def _parse(request: Request) -> ChatCompletionRequest:
         raise InvalidRequest("the request body is nested too deeply") from None
 
 
-class _Plan:
-    """Which tiers to try, in order, and the decision to report."""
-
-    def __init__(self, order: list[str], info: dict[str, Any], *, pinned: bool) -> None:
-        self.order = order
-        self.info = info
-        self.pinned = pinned
-
-
-def _plan(state: GatewayState, chat: ChatCompletionRequest, api_key: str | None) -> _Plan:
-    if chat.model in state.tiers:
-        info = {"router": "pinned", "tier": chat.model, "reasons": [f"the request names tier {chat.model!r}"]}
-        return _Plan([chat.model], info, pinned=True)
-    if chat.model != "auto":
-        known = ", ".join(["auto", *state.tiers])
-        raise ModelNotFound(f"model {chat.model!r} does not exist; choose one of: {known}", param="model")
-    route_request = RouteRequest(
-        prompt=chat.last_user_text(),
-        conversation=chat.conversation_text(),
-        api_key=api_key,
-        max_tokens=chat.token_limit,
-    )
-    decision = state.router.decide(route_request, state.tier_views())
-    return _Plan(decision.order, decision.to_dict(), pinned=False)
-
-
-def _report(plan: _Plan, served: Served) -> dict[str, Any]:
+def _report(plan: RoutePlan, served: Served) -> dict[str, Any]:
     tier = served.tier
     report = {**plan.info, "tier": tier.name, "location": tier.location, "model": tier.model_name}
     if served.failed:
@@ -97,7 +71,9 @@ def _headers(served: Served) -> dict[str, str]:
     return headers
 
 
-async def _complete(state: GatewayState, chat: ChatCompletionRequest, plan: _Plan) -> JSONResponse:
+async def _complete(
+    state: GatewayState, chat: ChatCompletionRequest, plan: RoutePlan, api_key: str | None
+) -> JSONResponse:
     """Non-streaming: nothing has reached the client yet, so even a mid-answer failure may move on."""
     order, failed = list(plan.order), []
     while True:
@@ -116,24 +92,33 @@ async def _complete(state: GatewayState, chat: ChatCompletionRequest, plan: _Pla
     body = builder.build(completion_id=new_completion_id(), model=served.tier.model_name)
     report = _report(plan, served)
     if builder.usage:
-        report["cost_usd"] = served.tier.cost_usd(
-            int(builder.usage.get("prompt_tokens") or 0), int(builder.usage.get("completion_tokens") or 0)
-        )
+        report["cost_usd"] = _charge(state, served, builder.usage, api_key)
     body["tierwise"] = report
     return JSONResponse(body, headers=_headers(served))
 
 
-async def _stream(state: GatewayState, chat: ChatCompletionRequest, plan: _Plan) -> StreamingResponse:
+def _charge(state: GatewayState, served: Served, usage: dict[str, Any], api_key: str | None) -> float:
+    """What the request cost on the tier that served it, added to the key's spending today."""
+    cost = served.tier.cost_usd(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
+    state.ledger.charge(api_key, cost)
+    return cost
+
+
+async def _stream(
+    state: GatewayState, chat: ChatCompletionRequest, plan: RoutePlan, api_key: str | None
+) -> StreamingResponse:
     # Wait for the first chunk before answering, so failover stays invisible and errors keep their status.
     served = await state.dispatcher.open(chat, plan.order, skip_down=not plan.pinned)
     return StreamingResponse(
-        _events(chat, served, _report(plan, served)),
+        _events(state, chat, served, _report(plan, served), api_key),
         media_type="text/event-stream",
         headers={**_headers(served), "Cache-Control": "no-cache"},
     )
 
 
-async def _events(chat: ChatCompletionRequest, served: Served, report: dict[str, Any]) -> AsyncIterator[bytes]:
+async def _events(
+    state: GatewayState, chat: ChatCompletionRequest, served: Served, report: dict[str, Any], api_key: str | None
+) -> AsyncIterator[bytes]:
     completion_id = new_completion_id()
     try:
         yield _sse({**served.first, "id": completion_id, "tierwise": report})
@@ -148,6 +133,8 @@ async def _events(chat: ChatCompletionRequest, served: Served, report: dict[str,
         yield _sse(error_body("internal error in tierwise while streaming", error_type="server_error"))
     finally:
         await served.rest.aclose()  # type: ignore[attr-defined]
+        if served.usage:
+            _charge(state, served, served.usage, api_key)
     yield b"data: [DONE]\n\n"
 
 

@@ -1,0 +1,5 @@
+"""`python -m tierwise` = the `tierwise` command."""
+
+from tierwise.cli import app
+
+app()
