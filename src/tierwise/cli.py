@@ -6,6 +6,7 @@ import typer
 
 from tierwise.evaluation.cli import eval_command
 from tierwise.gateway.cli import serve
+from tierwise.planning.cli import plan_app, profile_app, simulate_cmd
 from tierwise.routing.cli import route, train
 
 app = typer.Typer(
@@ -18,3 +19,6 @@ app.command()(serve)
 app.command("eval")(eval_command)
 app.command()(train)
 app.command()(route)
+app.add_typer(plan_app, name="plan")
+app.add_typer(profile_app, name="profile")
+app.command("simulate")(simulate_cmd)
