@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from tierwise.planning.capacity import SLO, ClusterSpec, max_rate, plan_cluster, plan_gpu
@@ -8,8 +10,13 @@ from tierwise.planning.perf_model import RooflineModel
 from tierwise.planning.simulate import SchedulerConfig
 from tierwise.planning.workload import TokenDist, Workload
 
-WORKLOAD = Workload(devices=1_000_000, requests_per_device_per_day=10, peak_factor=2.0,
-                    prompt_tokens=TokenDist(mean=500, max=4096), output_tokens=TokenDist(mean=150, max=1024))
+WORKLOAD = Workload(
+    devices=1_000_000,
+    requests_per_device_per_day=10,
+    peak_factor=2.0,
+    prompt_tokens=TokenDist(mean=500, max=4096),
+    output_tokens=TokenDist(mean=150, max=1024),
+)
 
 
 def _spec(**kw: object) -> ClusterSpec:
@@ -27,13 +34,13 @@ SCHED = SchedulerConfig(kv_capacity_tokens=400_000)
 
 def test_capacity_falls_monotonically_as_tpot_tightens(pm: RooflineModel) -> None:
     rates = [max_rate(pm, SCHED, _spec(slo=SLO(ttft_s=5.0, tpot_s=t))) for t in (0.1, 0.04, 0.02, 0.012)]
-    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False)), rates
+    assert all(a >= b for a, b in itertools.pairwise(rates)), rates
     assert rates[0] > 1.5 * rates[-1] > 0
 
 
 def test_capacity_falls_monotonically_as_ttft_tightens(pm: RooflineModel) -> None:
     rates = [max_rate(pm, SCHED, _spec(slo=SLO(ttft_s=t, tpot_s=1.0))) for t in (2.0, 0.5, 0.2, 0.1)]
-    assert all(a >= b for a, b in zip(rates, rates[1:], strict=False)), rates
+    assert all(a >= b for a, b in itertools.pairwise(rates)), rates
     assert rates[0] > rates[-1] > 0
 
 

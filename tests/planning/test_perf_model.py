@@ -62,7 +62,8 @@ def test_moe_reads_more_experts_as_batch_grows(cat: Catalog) -> None:
 
 
 def test_devices_do_not_model_prefill(cat: Catalog) -> None:
-    pm = RooflineModel(cat.model("llama-3.2-1b"), device_hardware(cat.device("raspberry-pi-5"), cat),
-                       quant=cat.quant("q4_k_m"))
+    pm = RooflineModel(
+        cat.model("llama-3.2-1b"), device_hardware(cat.device("raspberry-pi-5"), cat), quant=cat.quant("q4_k_m")
+    )
     with pytest.raises(ValueError, match="prefill"):
         pm.prefill_ms(10, sq_tokens=100)

@@ -24,8 +24,9 @@ def _run(pm: RooflineModel, rate: float, n: int = 1500, seed: int = 1, kv: int =
 
 def test_single_request_matches_analytic_latency(pm: RooflineModel) -> None:
     prompt, out = 700, 50
-    res = simulate(pm, np.array([3.0]), np.array([prompt]), np.array([out]),
-                   config=SchedulerConfig(kv_capacity_tokens=10_000))
+    res = simulate(
+        pm, np.array([3.0]), np.array([prompt]), np.array([out]), config=SchedulerConfig(kv_capacity_tokens=10_000)
+    )
     ttft = pm.prefill_ms(prompt, sq_tokens=prompt**2) / 1000
     decode = sum(pm.decode_ms(1, prompt + 1 + k) for k in range(out - 1)) / 1000
     assert res.ttft[0] == pytest.approx(ttft, rel=1e-9)
