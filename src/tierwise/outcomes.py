@@ -162,7 +162,7 @@ def load_routellm(path: str | Path) -> OutcomeTable:
         queries=[q for q, _, _ in rows],
         models=models,
         scores=scores,
-        categories=cats if all(c is not None for c in cats) else None,  # type: ignore[misc]
+        categories=[str(c) for c in cats] if all(c is not None for c in cats) else None,
         output_tokens=out_tok,
     )
 

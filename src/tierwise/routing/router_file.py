@@ -61,7 +61,7 @@ class RouterFile:
         arrays = {f"predictor/{k}": v for k, v in self.predictor_arrays.items()}
         arrays["calibration/heldout_margins"] = self.heldout_margins
         with npz.open("wb") as fh:
-            np.savez_compressed(fh, **arrays)
+            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
         doc = {
             "format": FORMAT,
             "version": VERSION,

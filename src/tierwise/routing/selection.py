@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,7 +73,8 @@ def select_predictor(
     best_oof = np.zeros(0)
     for name, settings in (grid or DEFAULT_GRID).items():
         for params in settings:
-            oof = out_of_fold(lambda n=name, p=params: make_predictor(n, **p), X, scores, fold)
+            factory = functools.partial(make_predictor, name, **params)
+            oof = out_of_fold(factory, X, scores, fold)
             res = CandidateResult(name, dict(params), masked_log_loss(oof, scores))
             if not results or res.log_loss < min(r.log_loss for r in results):
                 best_oof = oof
