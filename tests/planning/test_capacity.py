@@ -20,7 +20,9 @@ WORKLOAD = Workload(
 
 
 def _spec(**kw: object) -> ClusterSpec:
-    base: dict[str, object] = dict(workload=WORKLOAD, cloud_share=0.3, model="llama-3.1-8b", sim_requests=400)
+    base: dict[str, object] = dict(
+        workload=WORKLOAD, cloud_share=0.3, model="llama-3.1-8b", probe_seconds=120, min_probe_requests=300
+    )
     return ClusterSpec(**{**base, **kw})
 
 

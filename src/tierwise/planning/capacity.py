@@ -54,7 +54,11 @@ class ClusterSpec(BaseModel):
     max_batch: int = Field(256, ge=1)
     max_prefill_tokens: int = Field(8192, ge=1)
     tp_options: list[int] = [1, 2, 4, 8]
-    sim_requests: int = Field(2000, ge=100)
+    # Each probe simulates `probe_seconds` of traffic (at least `min_probe_requests`, at most
+    # `max_probe_requests`): near saturation a queue needs minutes, not a fixed request count, to show.
+    probe_seconds: float = Field(900.0, gt=0)
+    min_probe_requests: int = Field(1000, ge=50)
+    max_probe_requests: int = Field(40_000, ge=50)
     seed: int = 0
 
 
@@ -87,23 +91,40 @@ def kv_capacity_tokens(pm: RooflineModel, memory_gb: float, *, tp: int, spec: Cl
 
 @dataclass(frozen=True)
 class _Draws:
+    """Common random numbers for every probe: each probe uses a prefix of the same draws."""
+
     gaps: np.ndarray  # unit-rate exponential gaps: arrivals at rate r are cumsum(gaps) / r
     prompt: np.ndarray
     output: np.ndarray
+    probe_seconds: float
+    min_n: int
+
+    def prefix(self, n: int) -> _Draws:
+        return _Draws(self.gaps[:n], self.prompt[:n], self.output[:n], self.probe_seconds, min(self.min_n, n))
+
+    def count(self, rate: float) -> int:
+        return int(np.clip(np.ceil(rate * self.probe_seconds), self.min_n, len(self.gaps)))
 
 
 def _draws(spec: ClusterSpec) -> _Draws:
     rng = np.random.default_rng(spec.seed)
-    n = spec.sim_requests
+    n = spec.max_probe_requests
+    w = spec.workload
     return _Draws(
-        rng.exponential(1.0, n), spec.workload.prompt_tokens.sample(n, rng), spec.workload.output_tokens.sample(n, rng)
+        rng.exponential(1.0, n),
+        w.prompt_tokens.sample(n, rng),
+        w.output_tokens.sample(n, rng),
+        spec.probe_seconds,
+        spec.min_probe_requests,
     )
 
 
 def meets_slo(step_model: StepModel, rate: float, draws: _Draws, sched: SchedulerConfig, slo: SLO) -> bool:
-    """Simulate one replica at `rate` requests/s and check the SLOs (the first 10 % is warm-up)."""
-    result = simulate(step_model, np.cumsum(draws.gaps) / rate, draws.prompt, draws.output, config=sched)
-    return slo.met_by(result, warmup=len(draws.gaps) // 10)
+    """Simulate one replica at `rate` requests/s and check the SLOs (the first 20 % is warm-up)."""
+    n = draws.count(rate)
+    arrivals = np.cumsum(draws.gaps[:n]) / rate
+    result = simulate(step_model, arrivals, draws.prompt[:n], draws.output[:n], config=sched)
+    return slo.met_by(result, warmup=n // 5)
 
 
 def _rate_guess(step_model: StepModel, sched: SchedulerConfig, draws: _Draws, slo: SLO) -> float:
@@ -122,7 +143,7 @@ def max_rate(step_model: StepModel, sched: SchedulerConfig, spec: ClusterSpec, *
     the answer geometrically from a throughput guess, because probes far below capacity cost the most events.
     """
     draws = _draws(spec)
-    few = _Draws(draws.gaps[:50], draws.prompt[:50], draws.output[:50])
+    few = draws.prefix(50)
     if not meets_slo(step_model, 1e-4, few, sched, spec.slo):
         return 0.0
     guess = _rate_guess(step_model, sched, draws, spec.slo)

@@ -34,7 +34,8 @@ class ClusterFile(BaseModel):
     max_batch: int = Field(256, ge=1)
     max_prefill_tokens: int = Field(8192, ge=1)
     tp_options: list[int] = [1, 2, 4, 8]
-    sim_requests: int = Field(2000, ge=100)
+    probe_seconds: float = Field(900.0, gt=0)
+    min_probe_requests: int = Field(1000, ge=50)
     seed: int = 0
 
 
@@ -73,6 +74,7 @@ def to_spec(cfg: ClusterFile, share: float) -> ClusterSpec:
         max_batch=cfg.max_batch,
         max_prefill_tokens=cfg.max_prefill_tokens,
         tp_options=cfg.tp_options,
-        sim_requests=cfg.sim_requests,
+        probe_seconds=cfg.probe_seconds,
+        min_probe_requests=cfg.min_probe_requests,
         seed=cfg.seed,
     )

@@ -68,7 +68,7 @@ def render_cluster(spec: ClusterSpec, plans: list[GpuPlan], share_note: str, con
         f"Model {spec.model} ({spec.quant}, KV {spec.kv_bits:g}-bit); SLO p{s.quantile * 100:g}: TTFT ≤ "
         f"{s.ttft_s:g} s, TPOT ≤ {s.tpot_s * 1000:g} ms; engine: continuous batching, prefill-first, "
         f"≤ {spec.max_batch} seqs, ≤ {spec.max_prefill_tokens} prefill tokens/step, "
-        f"{spec.memory_utilization:.0%} of GPU memory, {spec.sim_requests} simulated requests per probe"
+        f"{spec.memory_utilization:.0%} of GPU memory, each probe simulates {spec.probe_seconds:g} s of traffic"
     )
     t = Table(title="GPUs for the peak cloud rate")
     for col in ("GPU", "TP", "KV tokens", "req/s per replica", "replicas", "GPUs", "power kW", "$/GPU-h", "$/h"):

@@ -11,6 +11,7 @@ Usage: `simulate(pm, arrivals, prompt_lens, output_lens, config=SchedulerConfig(
 from __future__ import annotations
 
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass
 
@@ -88,8 +89,8 @@ class _Engine:
         self.context_sum = 0  # Σ (prompt + generated) over running requests
         self.kv_reserved = 0
         self.decode_count = 0
-        self.first_token = np.full(n, np.nan)
-        self.finish = np.full(n, np.nan)
+        self.first_token = [math.nan] * n
+        self.finish = [math.nan] * n
 
 
 def simulate(
@@ -102,10 +103,12 @@ def simulate(
 ) -> SimulationResult:
     """Run the replica until every request has finished (or been rejected) and return the timings."""
     n = len(arrivals)
-    prompt = np.asarray(prompt_lens, dtype=np.int64)
-    output = np.asarray(output_lens, dtype=np.int64)
+    # Python lists, not numpy arrays, inside the loop: scalar indexing of a list is several times faster.
+    arrival_list = np.asarray(arrivals, dtype=float).tolist()
+    prompt = np.asarray(prompt_lens, dtype=np.int64).tolist()
+    output = np.asarray(output_lens, dtype=np.int64).tolist()
     eng = _Engine(n)
-    events: list[tuple[float, int, int]] = [(float(arrivals[0]), _ARRIVAL, 0)] if n else []
+    events: list[tuple[float, int, int]] = [(arrival_list[0], _ARRIVAL, 0)] if n else []
     now = in_system_integral = busy = 0.0
     in_system = prefills = decodes = tokens = 0
     engine_busy = False
@@ -118,17 +121,18 @@ def simulate(
             in_system += 1
             eng.waiting.append(idx)
             if idx + 1 < n:
-                heapq.heappush(events, (float(arrivals[idx + 1]), _ARRIVAL, idx + 1))
+                heapq.heappush(events, (arrival_list[idx + 1], _ARRIVAL, idx + 1))
         else:
             engine_busy = False
             in_system -= _finish_step(eng, pending, prompt, output, now)
         if engine_busy:
             continue
-        in_system -= _reject_oversized(eng, prompt, output, config)
-        pending = _admit(eng, prompt, output, config)
+        if eng.waiting:
+            in_system -= _reject_oversized(eng, prompt, output, config)
+            pending = _admit(eng, prompt, output, config)
         if pending:
-            tok = int(prompt[pending].sum())
-            dt = step_model.prefill_ms(tok, sq_tokens=int((prompt[pending] ** 2).sum()), batch=len(pending))
+            lens = [prompt[i] for i in pending]
+            dt = step_model.prefill_ms(sum(lens), sq_tokens=sum(x * x for x in lens), batch=len(lens))
             prefills += 1
         elif eng.running:
             dt = step_model.decode_ms(eng.running, eng.context_sum)
@@ -141,9 +145,9 @@ def simulate(
         heapq.heappush(events, (now + dt / 1000, _STEP_END, -1))
     return SimulationResult(
         arrival=np.asarray(arrivals, dtype=float),
-        first_token=eng.first_token,
-        finish=eng.finish,
-        output_lens=output,
+        first_token=np.asarray(eng.first_token),
+        finish=np.asarray(eng.finish),
+        output_lens=np.asarray(output_lens, dtype=np.int64),
         end_time=now,
         in_system_time_integral=in_system_integral,
         prefill_steps=prefills,
@@ -153,7 +157,7 @@ def simulate(
     )
 
 
-def _reject_oversized(eng: _Engine, prompt: np.ndarray, output: np.ndarray, config: SchedulerConfig) -> int:
+def _reject_oversized(eng: _Engine, prompt: list[int], output: list[int], config: SchedulerConfig) -> int:
     """Drop waiting requests at the head that could never fit in the KV cache; returns how many."""
     dropped = 0
     while eng.waiting and prompt[eng.waiting[0]] + output[eng.waiting[0]] > config.kv_capacity_tokens:
@@ -162,23 +166,23 @@ def _reject_oversized(eng: _Engine, prompt: np.ndarray, output: np.ndarray, conf
     return dropped
 
 
-def _admit(eng: _Engine, prompt: np.ndarray, output: np.ndarray, config: SchedulerConfig) -> list[int]:
+def _admit(eng: _Engine, prompt: list[int], output: list[int], config: SchedulerConfig) -> list[int]:
     """FCFS admission into a prefill step, within batch slots, prefill token budget and KV reservation."""
     batch: list[int] = []
     budget = config.max_prefill_tokens
     while eng.waiting and eng.running + len(batch) < config.max_batch:
         i = eng.waiting[0]
-        need = int(prompt[i] + output[i])
+        need = prompt[i] + output[i]
         if eng.kv_reserved + need > config.kv_capacity_tokens or (batch and prompt[i] > budget):
             break
         eng.waiting.popleft()
         eng.kv_reserved += need
-        budget -= int(prompt[i])
+        budget -= prompt[i]
         batch.append(i)
     return batch
 
 
-def _finish_step(eng: _Engine, pending: list[int], prompt: np.ndarray, output: np.ndarray, now: float) -> int:
+def _finish_step(eng: _Engine, pending: list[int], prompt: list[int], output: list[int], now: float) -> int:
     """Apply the effects of the step that just ended; returns the number of requests that completed."""
     done: list[int] = []
     if pending:  # a prefill step: each admitted request has its first token
@@ -188,18 +192,19 @@ def _finish_step(eng: _Engine, pending: list[int], prompt: np.ndarray, output: n
                 done.append(i)
                 continue
             eng.running += 1
-            eng.context_sum += int(prompt[i]) + 1
-            heapq.heappush(eng.finishing, (eng.decode_count + int(output[i]) - 1, i))
+            eng.context_sum += prompt[i] + 1
+            heapq.heappush(eng.finishing, (eng.decode_count + output[i] - 1, i))
         pending.clear()
     else:  # a decode step: every running request gained one token
         eng.decode_count += 1
         eng.context_sum += eng.running
-        while eng.finishing and eng.finishing[0][0] <= eng.decode_count:
-            _, i = heapq.heappop(eng.finishing)
+        finishing = eng.finishing
+        while finishing and finishing[0][0] <= eng.decode_count:
+            _, i = heapq.heappop(finishing)
             eng.running -= 1
-            eng.context_sum -= int(prompt[i] + output[i])
+            eng.context_sum -= prompt[i] + output[i]
             done.append(i)
     for i in done:
         eng.finish[i] = now
-        eng.kv_reserved -= int(prompt[i] + output[i])
+        eng.kv_reserved -= prompt[i] + output[i]
     return len(done)
