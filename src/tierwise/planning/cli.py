@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from tierwise.planning.capacity import ClusterSpec
     from tierwise.planning.cluster_file import ClusterFile
     from tierwise.planning.fleet import FleetPlan
+    from tierwise.planning.perf_model import StepModel
 
 plan_app = typer.Typer(help="Plan on-device coverage (fleet) and cloud GPUs (cluster).", no_args_is_help=True)
 profile_app = typer.Typer(help="Measure step times on a GPU and compare the performance model.", no_args_is_help=True)
@@ -109,7 +110,7 @@ def plan_cluster_cmd(
     from tierwise.planning.report import render_cluster
 
     cfg, spec, note = _load_cluster(file, gpus=gpus, price=price, outcomes=outcomes)
-    measured = {}
+    measured: dict[str, StepModel] = {}
     for path in profile or []:
         p = Profile.load(path)
         if p.model == spec.model and p.tp == 1:

@@ -131,8 +131,12 @@ def _prefill_points(model: Any, grid: ProfileGrid, *, device: str, log: Callable
     run, out = _timer(device), []
     for n in grid.prompt_lens:
         ids = torch.randint(0, model.config.vocab_size, (1, n), device=device)
+
+        def forward(ids: Any = ids) -> object:
+            return model(input_ids=ids, logits_to_keep=1)
+
         with torch.inference_mode():
-            ms = run(lambda ids=ids: model(input_ids=ids, logits_to_keep=1), max(grid.warmup, 1), grid.repeats)
+            ms = run(forward, max(grid.warmup, 1), grid.repeats)
         out.append(PrefillPoint(batch=1, prompt_len=n, ms=ms))
         log(f"prefill 1×{n}: {ms:.2f} ms")
     return out

@@ -33,8 +33,8 @@ def render_fleet(plan: FleetPlan, console: Console) -> None:
             f"{c.budget_gb:.2f}",
             o.model if o else "— (cloud)",
             o.quant if o else "",
-            _fmt(o and o.memory_gb, ".2f"),
-            _fmt(o and o.decode_tok_s, ".1f"),
+            _fmt(o.memory_gb if o else None, ".2f"),
+            _fmt(o.decode_tok_s if o else None, ".1f"),
             _fmt(o.quality if o else None),
         )
     console.print(t)
