@@ -21,7 +21,7 @@ WORKLOAD = Workload(
 
 def _spec(**kw: object) -> ClusterSpec:
     base: dict[str, object] = dict(
-        workload=WORKLOAD, cloud_share=0.3, model="llama-3.1-8b", probe_seconds=120, min_probe_requests=300
+        workload=WORKLOAD, cloud_share=0.3, model="llama-3.1-8b", probe_seconds=60, min_probe_requests=200
     )
     return ClusterSpec(**{**base, **kw})
 
