@@ -164,14 +164,18 @@ def profile_gpu_cmd(
 
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
     grid = ProfileGrid(decode_batches=ints(batches), decode_contexts=ints(contexts), prompt_lens=ints(prompt_lens))
-    prof = profile_model(
-        load_catalog().model(model),
-        grid=grid,
-        gpu_name=gpu,
-        device=device,
-        compile=compile,
-        progress=lambda msg: typer.echo(msg, err=True),
-    )
+    try:
+        prof = profile_model(
+            load_catalog().model(model),
+            grid=grid,
+            gpu_name=gpu,
+            device=device,
+            compile=compile,
+            progress=lambda msg: typer.echo(msg, err=True),
+        )
+    except (RuntimeError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from exc
     prof.dump(output)
     typer.echo(f"wrote {output} ({len(prof.prefill)} prefill, {len(prof.decode)} decode points)")
 
