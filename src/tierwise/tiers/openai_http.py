@@ -95,9 +95,14 @@ class OpenAIHTTPTier(Tier):
                         await asyncio.sleep(cfg.retry_backoff_s * 2**attempt)
                         continue
                     await _raise_for_status(self.name, response)
+                    content_chunks, usage_seen = 0, False
                     async for chunk in _read_chunks(self.name, response):
                         yielded = True
+                        usage_seen = usage_seen or bool(chunk.get("usage"))
+                        content_chunks += any((c.get("delta") or {}).get("content") for c in chunk["choices"])
                         yield chunk
+                if not usage_seen:  # e.g. llama.cpp's Python server ignores stream_options
+                    yield _estimated_usage(request, content_chunks)
                 return
             except _RETRYABLE as err:
                 if yielded:
@@ -115,6 +120,21 @@ class OpenAIHTTPTier(Tier):
                 if yielded:
                     raise TierStreamBroken(f"tier {self.name!r}: {_describe(err)}") from err
                 raise TierUnavailable(f"tier {self.name!r}: {_describe(err)}") from err
+
+
+def _estimated_usage(request: ChatCompletionRequest, content_chunks: int) -> Chunk:
+    """Usage for servers that report none: one token per content chunk, ~4 characters per prompt token."""
+    prompt_tokens = max(1, round(len(request.conversation_text()) / 4))
+    return {
+        "object": "chat.completion.chunk",
+        "choices": [],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": content_chunks,
+            "total_tokens": prompt_tokens + content_chunks,
+            "estimated": True,
+        },
+    }
 
 
 def _describe(err: Exception) -> str:

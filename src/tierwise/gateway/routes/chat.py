@@ -75,7 +75,8 @@ async def _complete(
     state: GatewayState, chat: ChatCompletionRequest, plan: RoutePlan, api_key: str | None
 ) -> JSONResponse:
     """Non-streaming: nothing has reached the client yet, so even a mid-answer failure may move on."""
-    order, failed = list(plan.order), []
+    order: list[str] = list(plan.order)
+    failed: list[dict[str, str]] = []
     while True:
         served = await state.dispatcher.open(chat, order, skip_down=not plan.pinned, failed=failed)
         builder = CompletionBuilder()
