@@ -95,3 +95,22 @@ def test_train_size_regime_and_bad_tiers(tmp_path: Path) -> None:
     assert len(res["prompt-length"]["apgr_splits"]) == 2
     bad = CliRunner().invoke(_app(), ["eval", "--data", str(data), "--tiers", "nope,strong/model", "-o", str(out)])
     assert bad.exit_code != 0 and "unknown models" in str(bad.exception)
+
+
+def test_evaluates_a_trained_router_file_without_training(tmp_path: Path) -> None:
+    from tierwise.routing.features import FeaturizerSettings
+    from tierwise.routing.train import parse_tiers, train_router
+
+    table = synthetic_table(200, tiers=2, seed=6)
+    table.models = ["weak/model", "strong/model"]
+    tiers = parse_tiers("edge=weak/model,cloud=strong/model")
+    grid = {"knn": [{"k": 10}]}
+    rf = train_router(table, tiers, featurizer=FeaturizerSettings(embedding="none"), grid=grid, folds=2)
+    router = rf.save(tmp_path / "router.json")
+    data = _write_routellm(tmp_path, 120)  # another draw: rows the router never saw
+    out = tmp_path / "r"
+    result = CliRunner().invoke(_app(), ["eval", "--router", str(router), "--data", str(data), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert "router:router" in results and results["router:router"]["apgr"] is not None
+    assert "no training" in json.loads((out / "meta.json").read_text())["protocol"]

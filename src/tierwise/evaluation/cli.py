@@ -19,6 +19,7 @@ from tierwise.evaluation.report import published_key, write_report
 from tierwise.evaluation.runner import prepare_table, run_evaluation, steps
 from tierwise.evaluation.scorers import Scorer
 from tierwise.evaluation.setup import (
+    default_costs,
     default_tiers,
     find_contaminated,
     parse_tiers,
@@ -68,18 +69,27 @@ def eval_command(
     ] = None,
     decontaminate: Annotated[bool, typer.Option(help="drop contaminated prompts")] = True,
     router: Annotated[Path | None, typer.Option(help="evaluate this trained router file; no training")] = None,
-    features: Annotated[str, typer.Option(help="query features for the predictors: minilm | hashing")] = "minilm",
+    features: Annotated[
+        str, typer.Option(help="query features: static | contextual | none (MiniLM) | hashing")
+    ] = "static",
     cache_dir: Annotated[Path | None, typer.Option(help="embedding cache directory")] = None,
     plots: Annotated[bool, typer.Option(help="write PNG plots (needs the 'plot' extra)")] = True,
 ) -> None:
     """Evaluate routers and baselines on held-out folds; write report.md, results.json and plots to OUT."""
     raw = load_outcomes(data, format=format)
-    names, costs = parse_tiers(tiers) if tiers else default_tiers(raw)
+    file_scorer = router_file_scorer(router, cache_dir=cache_dir) if router is not None else None
+    if tiers:
+        names, costs = parse_tiers(tiers)
+    elif file_scorer is not None:
+        names = file_scorer.tier_models()
+        costs = default_costs(len(names))
+    else:
+        names, costs = default_tiers(raw)
     cont_path = contaminated or (find_contaminated(data) if decontaminate else None)
     cont = load_contaminated_prompts(cont_path) if (cont_path and decontaminate) else None
     table, info = prepare_table(raw, names, contaminated=cont)
-    if router is not None:
-        scorers = [router_file_scorer(router, cache_dir=cache_dir)]
+    if file_scorer is not None:
+        scorers: list[Scorer] = [file_scorer]
         splits = [Split(np.zeros(0, dtype=int), np.arange(len(table)))]
         protocol = f"trained router {router} scored on every row (no training here)"
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -77,25 +78,30 @@ def _stable_hash(token: str) -> int:
     return h
 
 
-def minilm_features(cache_dir: Path | None) -> FeatureFn:
-    """all-MiniLM-L6-v2 embeddings through the routing featurizer (cached on disk by text)."""
+def embedding_features(embedding: str, cache_dir: Path | None) -> FeatureFn:
+    """The routing featurizer (MiniLM ``static`` or ``contextual`` embedding, or ``none``, plus surface
+    features), cached on disk by text so a data set is embedded once."""
 
     def features(table: OutcomeTable) -> np.ndarray:
-        from tierwise.routing.features import Featurizer  # lazy: loads the local embedding model
+        from tierwise.routing.embed import EmbeddingCache, default_cache_dir  # lazy: loads MiniLM's weights
+        from tierwise.routing.features import Featurizer, FeaturizerSettings
 
-        featurizer = Featurizer(cache_dir=cache_dir) if cache_dir else Featurizer()
-        return np.asarray(featurizer.transform(table.queries))
+        cache = EmbeddingCache(cache_dir or default_cache_dir())
+        featurizer = Featurizer(FeaturizerSettings(embedding=embedding), cache=cache)  # type: ignore[arg-type]
+        return np.asarray(featurizer.transform(table.queries, progress=True))
 
     return features
 
 
 FEATURES: dict[str, Callable[[Path | None], FeatureFn]] = {
-    "minilm": minilm_features,
+    "static": lambda cache: embedding_features("static", cache),
+    "contextual": lambda cache: embedding_features("contextual", cache),
+    "none": lambda cache: embedding_features("none", cache),
     "hashing": lambda _cache: hashing_features,
 }
 
 
-def predictor_scorers(spec: str, *, features: str = "minilm", cache_dir: Path | None = None) -> list[Scorer]:
+def predictor_scorers(spec: str, *, features: str = "static", cache_dir: Path | None = None) -> list[Scorer]:
     """One scorer per predictor name in `spec` ('all', 'none', or 'knn,logistic,…'), sharing one feature fn."""
     if spec == "none":
         return []
@@ -128,6 +134,29 @@ def _shared(fn: FeatureFn) -> FeatureFn:
     return features
 
 
-def router_file_scorer(path: Path, *, cache_dir: Path | None = None) -> Scorer:
-    """A trained router file as a scorer that is never fitted here."""
-    raise NotImplementedError("evaluating a saved router file needs the router file format (issue 3)")
+@dataclass
+class RouterFileScorer:
+    """A trained router file (`tierwise train`'s router.json) as a scorer: never fitted here."""
+
+    path: Path
+    cache_dir: Path | None = None
+    name: str = "router"
+
+    def tier_models(self) -> list[str]:
+        from tierwise.routing.router_file import RouterFile
+
+        return [t.model for t in RouterFile.load(self.path).tiers]
+
+    def fit(self, table: OutcomeTable, rows: np.ndarray) -> None:
+        return None
+
+    def predict(self, table: OutcomeTable, rows: np.ndarray) -> np.ndarray:
+        from tierwise.routing.learned import LearnedRouter
+
+        router = LearnedRouter.from_path(self.path, cache_dir=self.cache_dir)
+        return np.asarray(router.predict_quality([table.queries[i] for i in rows]), dtype=float)
+
+
+def router_file_scorer(path: Path, *, cache_dir: Path | None = None) -> RouterFileScorer:
+    """The router file at `path` as a scorer named after its file."""
+    return RouterFileScorer(path, cache_dir, name=f"router:{path.stem}")
