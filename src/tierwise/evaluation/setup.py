@@ -101,22 +101,30 @@ FEATURES: dict[str, Callable[[Path | None], FeatureFn]] = {
 }
 
 
+def evaluation_predictors() -> dict[str, type]:
+    """The routing predictors' registry plus `domain-knn`, which only the evaluation registers so far."""
+    from tierwise.routing.predictors import PREDICTORS
+    from tierwise.routing.predictors.domain_knn import DomainKnnPredictor
+
+    return {**PREDICTORS, DomainKnnPredictor.name: DomainKnnPredictor}
+
+
 def predictor_scorers(spec: str, *, features: str = "static", cache_dir: Path | None = None) -> list[Scorer]:
     """One scorer per predictor name in `spec` ('all', 'none', or 'knn,logistic,…'), sharing one feature fn."""
     if spec == "none":
         return []
-    from tierwise.routing.predictors import PREDICTORS, make_predictor
-
-    names = sorted(PREDICTORS) if spec == "all" else [s.strip() for s in spec.split(",") if s.strip()]
+    registry = evaluation_predictors()
+    names = sorted(registry) if spec == "all" else [s.strip() for s in spec.split(",") if s.strip()]
     if features not in FEATURES:
         raise KeyError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
     feat = _shared(FEATURES[features](cache_dir))
     scorers: list[Scorer] = []
     for name in names:
-        make_predictor(name)  # fail now, with the list of valid names, rather than after a long run
+        if name not in registry:  # fail now, with the list of valid names, rather than after a long run
+            raise KeyError(f"unknown predictor {name!r}; valid: {', '.join(sorted(registry))}")
 
-        def factory(name: str = name) -> Any:
-            return make_predictor(name)
+        def factory(cls: type = registry[name]) -> Any:
+            return cls()
 
         scorers.append(PredictorScorer(name=name, factory=factory, features=feat))
     return scorers

@@ -7,7 +7,6 @@ from typing import Any
 import numpy as np
 
 from tierwise.routing.predictors.base import Predictor
-from tierwise.routing.predictors.domain_knn import DomainKnnPredictor
 from tierwise.routing.predictors.knn import KnnPredictor
 from tierwise.routing.predictors.linear import LogisticPredictor
 from tierwise.routing.predictors.mf import MatrixFactorizationPredictor
@@ -16,7 +15,6 @@ from tierwise.routing.predictors.mlp import MlpPredictor
 PREDICTORS: dict[str, type[Predictor]] = {
     cls.name: cls for cls in (KnnPredictor, LogisticPredictor, MlpPredictor, MatrixFactorizationPredictor)
 }
-PREDICTORS[DomainKnnPredictor.name] = DomainKnnPredictor  # added by the evaluation work (issue 6)
 
 
 def predictor_class(name: str) -> type[Predictor]:
