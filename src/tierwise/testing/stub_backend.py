@@ -91,7 +91,8 @@ async def _events(behavior: StubBehavior, model: str, body: dict[str, Any]) -> A
         yield _sse(_chunk(model, {"content": piece, **behavior.extra_delta}))
     yield _sse(_chunk(model, {}, "stop"))
     if (body.get("stream_options") or {}).get("include_usage"):
-        usage = {"prompt_tokens": 7, "completion_tokens": len(behavior.pieces), "total_tokens": 7 + len(behavior.pieces)}
+        n = len(behavior.pieces)
+        usage = {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}
         yield _sse({**_chunk(model, {}), "choices": [], "usage": usage})
     yield _sse("[DONE]")
 

@@ -16,13 +16,16 @@ from pathlib import Path
 import numpy as np
 
 # Plain English words: with every prefix of each "▁word" in the vocabulary, SentencePiece merges can build them.
-_WORDS = (
-    "the of and to in is you that it he was for on are as with his they at be this have from or one had by "
-    "word but not what all were we when your can said there use an each which she do how their if will up "
-    "other about out many then them these so some her would make like him into time has look two more write go "
-    "see number no way could people my than first water been call who oil its now find long down day did get "
-    "come made may part hello world model edge cloud device phone answer question token fast small large"
-).split()
+_WORDS = tuple(
+    (
+        "the of and to in is you that it he was for on are as with his they at be this have from or one had "
+        "by word but not what all were we when your can said there use an each which she do how their if will "
+        "up other about out many then them these so some her would make like him into time has look two more "
+        "write go see number no way could people my than first water been call who oil its now find long down "
+        "day did get come made may part hello world model edge cloud device phone answer question token fast "
+        "small large"
+    ).split()
+)
 
 CHAT_TEMPLATE = (
     "{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}{{ eos_token }}\n"
