@@ -17,7 +17,7 @@ import typer
 from tierwise.evaluation.folds import Split, holdout_splits, kfold_splits
 from tierwise.evaluation.report import published_key, write_report
 from tierwise.evaluation.runner import prepare_table, run_evaluation, steps
-from tierwise.evaluation.scorers import Scorer
+from tierwise.evaluation.scorers import PredictorScorer, Scorer
 from tierwise.evaluation.setup import (
     default_costs,
     default_tiers,
@@ -100,6 +100,10 @@ def eval_command(
             if train_size is not None
             else f"{folds}-fold cross-validation (seed {seed}), held-out predictions pooled"
         )
+    for scorer in scorers:  # embed once, before the progress bar (the featurizer shows its own)
+        if isinstance(scorer, PredictorScorer):
+            scorer.features(table)
+            break
     results = _run_with_progress(
         table, costs, scorers, splits, pool=train_size is None, random_seeds=random_seeds, baselines=True
     )
