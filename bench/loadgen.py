@@ -105,8 +105,8 @@ async def stream_once(client: httpx.AsyncClient, url: str, body: dict[str, Any],
                 outcome.tier = response.headers.get("x-tierwise-tier")
                 outcome.failover = "x-tierwise-failover" in response.headers
                 error_seen = False
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
+                async for line in response.aiter_lines():  # read to the end: the connection goes back to the pool
+                    if not line.startswith("data:") or outcome.kind != "broken":
                         continue
                     if outcome.ttft_ms is None:
                         outcome.ttft_ms = (time.perf_counter() - started) * 1000
@@ -114,7 +114,7 @@ async def stream_once(client: httpx.AsyncClient, url: str, body: dict[str, Any],
                             _first_chunk_info(line, outcome)
                     if line == "data: [DONE]":
                         outcome.kind = "error_event" if error_seen else "ok"
-                        break
+                        continue
                     error_seen = error_seen or line.startswith('data: {"error"')
     except TimeoutError:
         outcome.kind = "hung"

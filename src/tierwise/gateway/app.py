@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -52,7 +53,10 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
             for tier in started:
                 await tier.aclose()
 
-    app = FastAPI(title="tierwise", version="0.1.0", lifespan=lifespan)
+    # FastAPI's /docs, /redoc and /openapi.json would answer without a key: with keys configured they are off.
+    keyed = bool(settings.gateway.api_keys or settings.gateway.api_keys_env)
+    docs: dict[str, Any] = {"docs_url": None, "redoc_url": None, "openapi_url": None} if keyed else {}
+    app = FastAPI(title="tierwise", version="0.1.0", lifespan=lifespan, **docs)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.gateway.max_body_bytes)
     for module in (chat, models, health, metrics):

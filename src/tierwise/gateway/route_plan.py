@@ -34,7 +34,7 @@ def plan_route(state: GatewayState, chat: ChatCompletionRequest, api_key: str | 
         raise ModelNotFound(f"model {chat.model!r} does not exist; choose one of: {known}", param="model")
     request = RouteRequest(
         prompt=chat.last_user_text(),
-        conversation=chat.conversation_text(),
+        conversation=outbound_text(chat),
         api_key=api_key,
         max_tokens=chat.token_limit,
     )
@@ -55,6 +55,31 @@ def plan_route(state: GatewayState, chat: ChatCompletionRequest, api_key: str | 
     if outcome.pii_kinds:
         info["personal_data"] = sorted(outcome.pii_kinds)
     return RoutePlan(decision.order, info, pinned=False)
+
+
+def outbound_text(chat: ChatCompletionRequest) -> str:
+    """Every text that leaves with the request: message contents, then whatever else is passed through unread
+    (`user`, `metadata`, `tools`, a message's `name` or `tool_calls`, extra fields of content parts), so that the
+    personal-data policy sees all of it, not only the contents."""
+    extras: list[Any] = [chat.model_extra, chat.stop]
+    for message in chat.messages:
+        extras.append(message.model_extra)
+        if isinstance(message.content, list):
+            extras.extend(part.model_extra for part in message.content)
+    texts = [chat.conversation_text()]
+    stack = [e for e in extras if e]
+    while stack:  # iterative: client JSON may be nested as deep as the parser allows
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, str):
+            texts.append(value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            texts.append(str(value))  # a phone number sent as a JSON number is still a phone number
+    return "\n".join(texts)
 
 
 def _pinned(tier: str, outcome: PolicyOutcome) -> RoutePlan:

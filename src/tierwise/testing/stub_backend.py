@@ -31,7 +31,9 @@ class StubBehavior:
     after_pieces: int = 2  # for "stall" / "break" / "error_event": how many pieces go out first
     extra_delta: dict[str, Any] = field(default_factory=dict)  # e.g. {"reasoning_content": "..."} on each chunk
     status: int = 500
+    header_delay_s: float = 0.0  # wait this long before answering at all (a backend slow to respond)
     received: list[dict[str, Any]] = field(default_factory=list)
+    peers: set[int] = field(default_factory=set)  # client ports seen: one per TCP connection the caller opened
     record: bool = True
 
 
@@ -43,8 +45,12 @@ def create_stub_app(behavior: StubBehavior | None = None, *, model: str = "stub-
 
     async def chat(request: Request) -> Response:
         body = await request.json()
+        if request.client is not None:
+            behavior.peers.add(request.client.port)
         if behavior.record:
             behavior.received.append(body)
+        if behavior.header_delay_s:
+            await asyncio.sleep(behavior.header_delay_s)
         if behavior.fail_first > 0:
             behavior.fail_first -= 1
             return JSONResponse({"error": {"message": "stub: temporary failure", "type": "server_error"}}, 500)

@@ -85,12 +85,13 @@ class OpenAIHTTPTier(Tier):
         return payload
 
     async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
-        payload = self._payload(request)
+        content = _encode(self.name, self._payload(request))
         cfg = self.config
+        headers = {"Content-Type": "application/json"}
         for attempt in range(cfg.retries + 1):
             yielded = False
             try:
-                async with self.client.stream("POST", "chat/completions", json=payload) as response:
+                async with self.client.stream("POST", "chat/completions", content=content, headers=headers) as response:
                     if response.status_code >= 500 and attempt < cfg.retries:
                         await asyncio.sleep(cfg.retry_backoff_s * 2**attempt)
                         continue
@@ -120,6 +121,16 @@ class OpenAIHTTPTier(Tier):
                 if yielded:
                     raise TierStreamBroken(f"tier {self.name!r}: {_describe(err)}") from err
                 raise TierUnavailable(f"tier {self.name!r}: {_describe(err)}") from err
+
+
+def _encode(tier: str, payload: dict[str, Any]) -> bytes:
+    """The request body; what cannot be encoded (JSON nested deeper than the encoder allows, NaN, a lone
+    surrogate) is the request's fault, so it is rejected as such instead of counting as this tier's failure."""
+    try:
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    except (ValueError, RecursionError, UnicodeEncodeError) as err:
+        reason = "it is nested too deeply" if isinstance(err, RecursionError) else str(err)
+        raise TierRejected(f"the request cannot be sent to tier {tier!r} as JSON: {reason}", status=400) from None
 
 
 def _estimated_usage(request: ChatCompletionRequest, content_chunks: int) -> Chunk:
@@ -163,11 +174,13 @@ async def _read_chunks(tier: str, response: httpx.Response) -> AsyncIterator[Chu
         yield _completion_to_chunk(tier, _parse(tier, await response.aread()))
         return
     finished = False
-    async for line in response.aiter_lines():
+    lines = response.aiter_lines()
+    async for line in lines:
         if not line.startswith("data:"):
             continue  # blank separators, comments (": ping"), event names
         data = line[5:].strip()
         if data == "[DONE]":
+            await _drain(lines)
             return
         chunk = _parse(tier, data)
         if "error" in chunk:
@@ -179,6 +192,15 @@ async def _read_chunks(tier: str, response: httpx.Response) -> AsyncIterator[Chu
         yield chunk
     if not finished:  # neither [DONE] nor a finish_reason: the answer was cut off
         raise TierStreamBroken(f"tier {tier!r} ended its stream before finishing the answer")
+
+
+async def _drain(lines: AsyncIterator[str], *, max_lines: int = 8) -> None:
+    """Read what little follows `[DONE]` (the end of the chunked body), so that httpx returns the connection to
+    its pool; a response left unread is closed instead, and every request would open a new connection."""
+    async for _ in lines:
+        max_lines -= 1
+        if max_lines <= 0:
+            return
 
 
 def _parse(tier: str, data: str | bytes) -> dict[str, Any]:

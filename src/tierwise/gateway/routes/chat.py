@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,7 +39,7 @@ async def _parse(request: Request) -> ChatCompletionRequest:
     if not body.strip():
         raise InvalidRequest("the request body is empty; expected a JSON object")
     try:
-        data = json.loads(body)
+        data = json.loads(body, parse_constant=_no_constants)
     except UnicodeDecodeError:
         raise InvalidRequest("the request body is not valid UTF-8") from None
     except ValueError as err:
@@ -47,12 +48,33 @@ async def _parse(request: Request) -> ChatCompletionRequest:
         raise InvalidRequest("the request body is nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidRequest("the request body must be a JSON object")
+    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(data):
+        raise InvalidRequest("the request body has a \\u escape that is not a valid character (a lone surrogate)")
     try:
         return ChatCompletionRequest.model_validate(data)
     except ValidationError as err:
         raise invalid_request_from(err) from None
     except RecursionError:
         raise InvalidRequest("the request body is nested too deeply") from None
+
+
+# NaN/Infinity are not JSON and a lone surrogate (`"\\ud800"`) is not text: Python's parser accepts both, but
+# they cannot be sent on to a backend, so they are the client's error here rather than a tier failure later.
+_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
+
+
+def _no_constants(name: str) -> Any:
+    raise InvalidRequest(f"the request body is not valid JSON: {name} is not a JSON value")
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    except (ValueError, RecursionError):
+        return False  # other problems are caught where they matter
+    return False
 
 
 def _report(plan: RoutePlan, served: Served) -> dict[str, Any]:
