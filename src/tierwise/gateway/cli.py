@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from tierwise.config import Settings
 from tierwise.errors import ConfigError
 
 
@@ -25,6 +26,7 @@ def serve(
 
     try:
         settings = load_settings(config)
+        _preflight(settings)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
@@ -39,3 +41,17 @@ def serve(
         # uvicorn's own keep-alive default (5 s) drops pooled client connections; clients reuse them longer.
         timeout_keep_alive=30,
     )
+
+
+def _preflight(settings: Settings) -> None:
+    """Catch what would make startup fail (missing files, unset keys) before uvicorn starts, with a clear message."""
+    from tierwise.config import LlamaCppTierConfig, OpenAITierConfig
+
+    for tier in settings.tiers:
+        if isinstance(tier, LlamaCppTierConfig) and not tier.model_path.is_file():
+            raise ConfigError(f"tier {tier.name!r}: model_path {tier.model_path} does not exist")
+        if isinstance(tier, OpenAITierConfig):
+            tier.api_key()  # raises when the named environment variable is unset
+    model = settings.router.model
+    if model is not None and not model.is_file():
+        raise ConfigError(f"router.model: {model} does not exist (train one with `tierwise train`)")
