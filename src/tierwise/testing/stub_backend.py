@@ -57,6 +57,10 @@ def create_stub_app(behavior: StubBehavior | None = None, *, model: str = "stub-
         if behavior.mode == "error_status":
             return JSONResponse({"error": {"message": "stub: failing on purpose", "type": "x"}}, behavior.status)
         if not body.get("stream"):
+            if behavior.mode == "invalid_json":
+                return Response(b"{this is not json", media_type="application/json")
+            if behavior.mode == "no_choices":
+                return JSONResponse({"id": "x", "object": "chat.completion", "unexpected": True})
             return JSONResponse(_completion(behavior, model))
         return StreamingResponse(_events(behavior, model, body), media_type="text/event-stream")
 
@@ -111,7 +115,15 @@ def _completion(behavior: StubBehavior, model: str) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": "".join(behavior.pieces)}, "finish_reason": "stop"}
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "".join(behavior.pieces),
+                    **{key: value * n for key, value in behavior.extra_delta.items()},
+                },
+                "finish_reason": "stop",
+            }
         ],
         "usage": {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n},
     }

@@ -79,9 +79,13 @@ class OpenAIHTTPTier(Tier):
     def _payload(self, request: ChatCompletionRequest) -> dict[str, Any]:
         payload = request.model_dump(exclude_none=True)
         payload["model"] = self.config.model
-        payload["stream"] = True
-        # Ask for usage in the last chunk: the gateway counts tokens and cost from it.
-        payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
+        if request.stream:
+            # Ask for usage in the last chunk: the gateway counts tokens and cost from it.
+            payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
+        else:
+            # The client waits for the whole answer anyway: one JSON body is cheaper to carry than an event
+            # stream, and it arrives as a single chunk (a failure is then always "before the first chunk").
+            payload.pop("stream_options", None)
         return payload
 
     async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
