@@ -51,8 +51,10 @@ class Dispatcher:
         *,
         skip_down: bool = True,
         failed: list[dict[str, str]] | None = None,
+        excluded: dict[str, str] | None = None,
     ) -> Served:
-        """Try tiers in `order`; return the first that yields a chunk. Tiers marked down are skipped."""
+        """Try tiers in `order`; return the first that yields a chunk. Tiers marked down are skipped.
+        `excluded`: tiers the policies ruled out, and why; named in the error when no tier in `order` serves."""
         failed = list(failed or [])
         skipped: dict[str, str] = {}
         for name in order:
@@ -75,7 +77,7 @@ class Dispatcher:
             if failed:
                 self.metrics.failovers.labels(failed[-1]["tier"]).inc()
             return served
-        raise _exhausted(failed, skipped)
+        raise _exhausted(failed, skipped, excluded or {})
 
     async def _start(self, name: str, request: ChatCompletionRequest) -> Served:
         tier = self.tiers[name]
@@ -148,8 +150,10 @@ async def _empty() -> AsyncIterator[Chunk]:
     yield  # pragma: no cover - makes this an async generator
 
 
-def _exhausted(failed: list[dict[str, str]], skipped: dict[str, str]) -> TierwiseError:
+def _exhausted(failed: list[dict[str, str]], skipped: dict[str, str], excluded: dict[str, str]) -> TierwiseError:
     parts = [f"{f['tier']}: {f['error']}" for f in failed] + [f"{n}: {why}" for n, why in skipped.items()]
+    # why the other tiers were never tried (e.g. personal data may not go to the cloud): part of a clear refusal
+    parts += [f"{n}: not tried: {why}" for n, why in excluded.items() if n not in skipped]
     detail = "; ".join(parts) or "no tier to try"
     if failed and all(f.get("code") == "bad_upstream_response" for f in failed):
         return UpstreamError(f"every tier failed: {detail}")

@@ -100,7 +100,9 @@ async def _complete(
     order: list[str] = list(plan.order)
     failed: list[dict[str, str]] = []
     while True:
-        served = await state.dispatcher.open(chat, order, skip_down=not plan.pinned, failed=failed)
+        served = await state.dispatcher.open(
+            chat, order, skip_down=not plan.pinned, failed=failed, excluded=plan.info.get("excluded")
+        )
         builder = CompletionBuilder()
         builder.add(served.first)
         try:
@@ -131,7 +133,9 @@ async def _stream(
     state: GatewayState, chat: ChatCompletionRequest, plan: RoutePlan, api_key: str | None
 ) -> StreamingResponse:
     # Wait for the first chunk before answering, so failover stays invisible and errors keep their status.
-    served = await state.dispatcher.open(chat, plan.order, skip_down=not plan.pinned)
+    served = await state.dispatcher.open(
+        chat, plan.order, skip_down=not plan.pinned, excluded=plan.info.get("excluded")
+    )
     return StreamingResponse(
         _events(state, chat, served, _report(plan, served), api_key),
         media_type="text/event-stream",
