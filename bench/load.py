@@ -71,7 +71,7 @@ class FaultWatcher:
 
     def tier_up(self) -> int | None:
         try:
-            text = httpx.get(f"{self.url}/metrics", timeout=1).text
+            text = httpx.get(f"{self.url}/metrics", timeout=5).text
         except httpx.HTTPError:
             return None
         found = re.search(r'tierwise_tier_up\{tier="edge"\} ([0-9.]+)', text)
