@@ -25,7 +25,8 @@ OK_BODY = {"model": "edge", "messages": [{"role": "user", "content": "hi"}]}
 
 leaves = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**80), max_value=2**80),
                    st.floats(allow_nan=False, allow_infinity=False),
-                   st.text(max_size=30), st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010), max_size=4))
+                   st.text(max_size=30))
+surrogates = st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010), min_size=1, max_size=4)
 json_values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=4)
                            | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=20)
 parts = st.lists(st.fixed_dictionaries({"type": st.sampled_from(["text", "image_url"]) | json_values},
@@ -34,16 +35,28 @@ messages = st.fixed_dictionaries(
     {"role": st.sampled_from(["system", "developer", "user", "assistant", "tool", "wizard"]) | json_values},
     optional={"content": st.text(max_size=200) | parts | json_values, "name": json_values,
               "tool_calls": json_values})
-bodies = st.fixed_dictionaries({}, optional={
-    "model": st.sampled_from(["edge", "auto", "nope", ""]) | json_values,
-    "messages": st.lists(messages, max_size=5) | json_values,
-    "stream": st.booleans() | json_values,
-    "max_tokens": st.integers() | json_values,
-    "max_completion_tokens": st.integers(),
-    "temperature": st.floats(allow_nan=False) | json_values,
-    "top_p": st.floats(allow_nan=False), "n": st.integers(), "stop": json_values,
-    "stream_options": json_values, "logprobs": json_values, "top_logprobs": st.integers(), "seed": json_values,
-    "tools": json_values, "user": json_values,
+
+
+def wild_or(valid: st.SearchStrategy[Any], *, weight: int = 3) -> st.SearchStrategy[Any]:
+    """Mostly `valid` (`weight` to 1), sometimes any JSON value at all."""
+    return st.sampled_from([True] * weight + [False]).flatmap(lambda ok: valid if ok else json_values)
+
+
+good_messages = st.lists(st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "user", "assistant"]), "content": st.text(max_size=200) | parts},
+    optional={"name": st.text(max_size=10), "tool_calls": json_values}), min_size=1, max_size=5)
+bodies = st.fixed_dictionaries({
+    "model": wild_or(st.sampled_from(["edge", "auto", "edge", "nope"]), weight=6),
+    "messages": wild_or(good_messages, weight=6) | st.lists(messages, max_size=5),
+}, optional={
+    "stream": wild_or(st.booleans()),
+    "max_tokens": wild_or(st.integers(min_value=1, max_value=64) | st.integers()),
+    "max_completion_tokens": wild_or(st.integers(min_value=1, max_value=64) | st.integers()),
+    "temperature": wild_or(st.floats(min_value=0, max_value=2) | st.floats(allow_nan=False)),
+    "top_p": st.floats(allow_nan=False), "n": st.integers(), "stop": wild_or(st.text(max_size=5)),
+    "stream_options": wild_or(st.fixed_dictionaries({"include_usage": st.booleans()})),
+    "logprobs": json_values, "top_logprobs": st.integers(), "seed": wild_or(st.integers()),
+    "tools": json_values, "user": wild_or(st.text(max_size=20)) | surrogates, "metadata": json_values,
 })
 
 
@@ -87,15 +100,18 @@ def _tier_blamed(url: str) -> dict[str, float]:
 
 
 def test_generated_bodies_never_500(gateway):
+    served: list[int] = []
     with httpx.Client(timeout=30) as client:
 
-        @settings(max_examples=250, deadline=None, derandomize=True, database=None,
+        @settings(max_examples=150, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(body=bodies)
         def one(body: dict[str, Any]) -> None:
-            _check(_post(client, gateway, json.dumps(body).encode()))
+            response = _post(client, gateway, json.dumps(body).encode())
+            _check(response)
+            served.append(response.status_code == 200)
 
-        @settings(max_examples=60, deadline=None, derandomize=True, database=None,
+        @settings(max_examples=40, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck))
         @given(garbage=st.binary(max_size=64), where=st.sampled_from(["content", "prefix", "suffix"]))
         def raw(garbage: bytes, where: str) -> None:
@@ -106,6 +122,7 @@ def test_generated_bodies_never_500(gateway):
 
         one()
         raw()
+    assert sum(served) >= len(served) // 10  # enough bodies pass validation to exercise forwarding too (~19 %)
     assert _tier_blamed(gateway) == {}
 
 
@@ -156,15 +173,15 @@ def _rss_mb() -> float:
 
 
 def test_memory_stays_bounded_under_giant_requests(gateway):
-    """Gateway, stub and client share this process: 16 near-limit requests must not each leave their body behind
-    (a leak would add ≥ 16 × 0.25 MB × (bytes + str + forwarded copy) ≈ 12 MB; measured growth is ~1 MB)."""
+    """Gateway, stub and client share this process: 12 near-limit requests must not each leave their body behind
+    (a leak would add ≥ 12 × 0.25 MB × (bytes + str + forwarded copy) ≈ 9 MB; measured growth is ~1 MB)."""
     body = json.dumps({**OK_BODY, "stream": True, "messages": [
         {"role": "user", "content": "word " * ((LIMIT - 300) // 5)}]}).encode()
     with httpx.Client(timeout=30) as client:
-        for _ in range(3):  # warm up: allocator arenas, pools
+        for _ in range(2):  # warm up: allocator arenas, pools
             _check(_post(client, gateway, body))
         before = _rss_mb()
-        for _ in range(16):
+        for _ in range(12):
             _check(_post(client, gateway, body))
         after = _rss_mb()
     assert after - before < 5, (before, after)
