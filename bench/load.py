@@ -2,13 +2,16 @@
 
     python bench/load.py [--concurrency 50 200] [--duration 30] [--token-delay-ms 20] [--pieces 16]
     python bench/load.py --fault [--concurrency 200] [--duration 30]
+    python bench/load.py --big-body-kb 4000 [--concurrency 20] [--duration 20]
 
 Stub OpenAI backends pace their tokens (`--token-delay-ms` per token), each its own process; the gateway is its
 own process (`tierwise serve`); N concurrent streaming clients run here. Plain mode measures each concurrency
 directly against the stub and then through the gateway: requests/s, TTFT p50/p99, the gateway's added TTFT and
 total latency, errors. `--fault` runs the load against two tiers (edge, cheaper; cloud, the fallback), kills the
 edge stub with SIGKILL at 1/3 of the run and starts it again at 2/3, and reports every request's fate, when the
-gateway stopped sending to edge (detection) and when edge served again (recovery).
+gateway stopped sending to edge (detection) and when edge served again (recovery). `--big-body-kb K` measures
+the streams' latency through the gateway without, then with, one more client sending K-KiB prompts back to back
+(the personal-data scan of a big prompt runs on the gateway's event loop, and every stream waits for it).
 """
 
 from __future__ import annotations
@@ -58,6 +61,44 @@ def plain(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
               f"p99 {g['ttft_p99'] - d['ttft_p99']:+.1f} ms; total p50 {g['total_p50'] - d['total_p50']:+.1f} ms, "
               f"p99 {g['total_p99'] - d['total_p99']:+.1f} ms; gateway RSS {rss_mb(gateway.pid):.0f} MiB",
               flush=True)
+
+
+async def _big_sender(url: str, kb: int, duration: float) -> list[int]:
+    body = {"model": "edge", "max_tokens": 8, "messages": [{"role": "user", "content": "lorem ipsum " * (kb * 85)}]}
+    statuses: list[int] = []
+    deadline = time.perf_counter() + duration
+    async with httpx.AsyncClient(timeout=120) as client:
+        while time.perf_counter() < deadline:
+            statuses.append((await client.post(f"{url}/v1/chat/completions", json=body)).status_code)
+    return statuses
+
+
+async def _load_with_big(url: str, args: argparse.Namespace, concurrency: int) -> tuple[list[Outcome], list[int]]:
+    big = asyncio.create_task(_big_sender(url, args.big_body_kb, args.duration))
+    outcomes = await run_load(f"{url}/v1/chat/completions", concurrency=concurrency, duration_s=args.duration,
+                              body=_body("edge"))
+    return outcomes, await big
+
+
+def big_bodies(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
+    port = free_port()
+    stack.callback(stop_process, start_stub(port, token_delay_ms=args.token_delay_ms, pieces=args.pieces))
+    gateway, url = start_gateway(tmp, [stub_tier("edge", port, location="edge", price=0.02)],
+                                 max_body_bytes=(args.big_body_kb + 64) * 1024, **GATEWAY)
+    stack.callback(stop_process, gateway)
+    concurrency = args.concurrency[0]
+    for label in ("streams alone", f"+ {args.big_body_kb} KiB prompts"):
+        started = time.perf_counter()
+        if label == "streams alone":
+            outcomes, statuses = asyncio.run(run_load(f"{url}/v1/chat/completions", concurrency=concurrency,
+                                                      duration_s=args.duration, body=_body("edge"))), []
+        else:
+            outcomes, statuses = asyncio.run(_load_with_big(url, args, concurrency))
+        s = summarize(outcomes, time.perf_counter() - started)
+        worst = max((o.total_ms or 0) for o in outcomes)
+        print(f"{concurrency} streams, {label}: {s['rps']:.1f} req/s, TTFT p50/p99 {s['ttft_p50']:.0f} / "
+              f"{s['ttft_p99']:.0f} ms, total p99 {s['total_p99']:.0f} ms, slowest {worst:.0f} ms, errors "
+              f"{s['errors']}; big prompts sent {len(statuses)} (statuses {sorted(set(statuses))})", flush=True)
 
 
 class FaultWatcher:
@@ -150,9 +191,11 @@ def main() -> None:
     parser.add_argument("--token-delay-ms", type=float, default=20.0)
     parser.add_argument("--pieces", type=int, default=16, help="content tokens per answer")
     parser.add_argument("--fault", action="store_true", help="kill -9 and restart a backend mid-load")
+    parser.add_argument("--big-body-kb", type=int, default=0, help="add a client sending prompts this big")
     args = parser.parse_args()
+    mode = fault if args.fault else big_bodies if args.big_body_kb else plain
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="tierwise-load-") as tmp:
-        (fault if args.fault else plain)(args, Path(tmp), stack)
+        mode(args, Path(tmp), stack)
 
 
 if __name__ == "__main__":
