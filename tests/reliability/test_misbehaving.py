@@ -4,10 +4,16 @@ error event, and failover happens when another tier may serve."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
 
 from tests.conftest import openai_tier
 from tests.reliability.streams import chat, send_all
@@ -110,3 +116,28 @@ def test_a_stream_read_to_its_end_keeps_its_backend_connection(stub_backend, run
     results = send_all(url, [chat("edge", stream=s) for s in (True, False)] * 10, concurrency=1)
     assert all(r.clean for r in results)
     assert len(behavior.received) == 20 and len(behavior.peers) <= 2  # 2: a health probe may overlap
+
+
+def _open_after_done_app() -> Starlette:
+    """A backend that sends a complete answer and [DONE], then keeps the response body open."""
+
+    async def events() -> AsyncIterator[bytes]:
+        for delta, finish in (({"role": "assistant", "content": "done"}, None), ({}, "stop")):
+            chunk = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta,
+                                                                     "finish_reason": finish}]}
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+        await asyncio.sleep(2)
+
+    async def chat_route(request: Request) -> StreamingResponse:
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    return Starlette(routes=[Route("/v1/chat/completions", chat_route, methods=["POST"])])
+
+
+def test_a_body_left_open_after_done_still_ends_the_answer_cleanly(run_gateway):
+    with serve_in_thread(_open_after_done_app()) as backend:
+        url = run_gateway({"tiers": [openai_tier("edge", f"{backend}/v1", read_timeout_s=0.5)]})
+        results = send_all(url, [chat("edge", stream=s) for s in (True, False)], concurrency=2)
+    for r in results:
+        assert r.clean and r.text == "done", r  # complete: no "stalled" error after a finished answer

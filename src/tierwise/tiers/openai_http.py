@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -198,13 +199,16 @@ async def _read_chunks(tier: str, response: httpx.Response) -> AsyncIterator[Chu
         raise TierStreamBroken(f"tier {tier!r} ended its stream before finishing the answer")
 
 
-async def _drain(lines: AsyncIterator[str], *, max_lines: int = 8) -> None:
+async def _drain(lines: AsyncIterator[str], *, max_lines: int = 8, timeout_s: float = 0.5) -> None:
     """Read what little follows `[DONE]` (the end of the chunked body), so that httpx returns the connection to
-    its pool; a response left unread is closed instead, and every request would open a new connection."""
-    async for _ in lines:
-        max_lines -= 1
-        if max_lines <= 0:
-            return
+    its pool; a response left unread is closed instead, and every request would open a new connection. A server
+    that keeps the body open after `[DONE]` costs at most `timeout_s`: the answer is complete either way."""
+    with contextlib.suppress(httpx.HTTPError, TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            async for _ in lines:
+                max_lines -= 1
+                if max_lines <= 0:
+                    return
 
 
 def _parse(tier: str, data: str | bytes) -> dict[str, Any]:
