@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from loadgen import PROMPT, Outcome, rss_mb, run_load, start_gateway, start_stub, stub_tier, summarize
+from loadgen import PROMPT, Outcome, cpu_s, rss_mb, run_load, start_gateway, start_stub, stub_tier, summarize
 
 from tierwise.testing.servers import free_port, stop_process
 
@@ -50,12 +50,15 @@ def plain(args: argparse.Namespace, tmp: Path, stack: ExitStack) -> None:
         rows = {}
         for name, target, model in (("direct", direct_url, "stub"), ("tierwise", f"{url}/v1/chat/completions",
                                                                         "edge")):
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), cpu_s(gateway.pid)
             outcomes = asyncio.run(run_load(target, concurrency=concurrency, duration_s=args.duration,
                                             body=_body(model)))
             rows[name] = s = summarize(outcomes, time.perf_counter() - started)
+            gateway_cpu = (cpu_s(gateway.pid) - cpu) / (time.perf_counter() - started)
             print(f"{name:9} {concurrency:>5} {s['rps']:>7.1f} {s['ttft_p50']:>9.1f} {s['ttft_p99']:>9.1f} "
-                  f"{s['total_p50']:>10.1f} {s['total_p99']:>10.1f} {s['errors']:>6}  {s['kinds']}", flush=True)
+                  f"{s['total_p50']:>10.1f} {s['total_p99']:>10.1f} {s['errors']:>6}  {s['kinds']}"
+                  + (f"  gateway CPU {gateway_cpu:.2f} cores, {gateway_cpu / s['rps'] * 1000:.1f} ms/request"
+                     if name == "tierwise" and s["rps"] else ""), flush=True)
         d, g = rows["direct"], rows["tierwise"]
         print(f"  added by the gateway at {concurrency}: TTFT p50 {g['ttft_p50'] - d['ttft_p50']:+.1f} ms, "
               f"p99 {g['ttft_p99'] - d['ttft_p99']:+.1f} ms; total p50 {g['total_p50'] - d['total_p50']:+.1f} ms, "
