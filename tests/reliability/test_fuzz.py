@@ -122,7 +122,7 @@ def test_generated_bodies_never_500(gateway):
 
         one()
         raw()
-    assert sum(served) >= len(served) // 10  # enough bodies pass validation to exercise forwarding too (~19 %)
+    assert sum(served) >= len(served) // 20  # enough bodies pass validation to exercise forwarding too
     assert _tier_blamed(gateway) == {}
 
 
