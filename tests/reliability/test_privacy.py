@@ -133,8 +133,6 @@ def test_device_down_means_a_clear_refusal_never_the_cloud(tiers, run_gateway, d
     assert ok.clean and ok.tier == "cloud"  # without personal data, the cloud serves when the device cannot
 
 
-@pytest.mark.xfail(strict=True, reason="routing/pii.py: the IPv4 pattern's (?![\\d.]) lookahead rejects an address "
-                   "followed by a full stop, so 'ends at 10.0.0.1.' goes to the cloud (owner: routing)")
 def test_an_ip_address_at_the_end_of_a_sentence_stays_private(tiers, run_gateway):
     device_url, _, cloud_url, cloud = tiers
     url = run_gateway(_config(device_url, cloud_url))

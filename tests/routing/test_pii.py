@@ -40,6 +40,7 @@ VALID_ID_DIGIT = _cn_id("44030419900101123")
         (f"unionpay {_luhn_complete('622202123456789012')}", "bank_card"),
         ("我的邮箱li@example.cn谢谢", "email"),
         ("server at 192.168.1.20:8080", "ip"),
+        ("The VPN gateway is at 192.168.10.24.", "ip"),
         ("v6 2001:db8::8a2e:370:7334", "ip"),
     ],
 )

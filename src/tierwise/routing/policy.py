@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from tierwise.routing.decision import CHARS_PER_TOKEN, expected_cost_usd
 from tierwise.routing.pii import pii_kinds_found
@@ -32,6 +33,13 @@ class PolicyContext:
     spent_today_usd: float = 0.0
     ttft_estimates_ms: Mapping[str, float] = field(default_factory=dict)
     all_tiers: Sequence[TierView] = ()
+
+    @cached_property
+    def pii_kinds(self) -> set[str]:
+        """Kinds of personal data in everything the request would send (scanned once: it is the costly part)."""
+        if self.settings.personal_data == "off":
+            return set()
+        return pii_kinds_found(self.request.conversation or self.request.prompt, kinds=self.settings.pii_kinds)
 
 
 @dataclass
@@ -68,7 +76,7 @@ def personal_data_policy(ctx: PolicyContext, tiers: list[TierView]) -> dict[str,
     rule = ctx.settings.personal_data
     if rule == "off":
         return {}
-    kinds = pii_kinds_found(ctx.request.conversation or ctx.request.prompt, kinds=ctx.settings.pii_kinds)
+    kinds = ctx.pii_kinds
     if not kinds:
         return {}
     where = " or ".join(sorted(PRIVATE_LOCATIONS[rule]))
@@ -143,7 +151,4 @@ def apply_policies(
         for tier, reason in policy(ctx, allowed).items():
             excluded[tier], excluded_by[tier] = reason, name
         allowed = [t for t in allowed if t.name not in excluded]
-    kinds: set[str] = set()
-    if settings.personal_data != "off":
-        kinds = pii_kinds_found(request.conversation or request.prompt, kinds=settings.pii_kinds)
-    return PolicyOutcome(allowed, excluded, excluded_by, kinds)
+    return PolicyOutcome(allowed, excluded, excluded_by, ctx.pii_kinds)
