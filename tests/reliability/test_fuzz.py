@@ -66,7 +66,11 @@ def gateway() -> Iterator[str]:
     from tierwise.gateway.app import create_app
 
     with serve_in_thread(create_stub_app(StubBehavior(record=False))) as stub:
-        config = {"tiers": [openai_tier("edge", f"{stub}/v1", max_concurrent=64)],
+        # A private tier too: generated text that happens to look like personal data (a float whose digits pass
+        # Luhn, say) is then served there, as it should be, instead of being refused for want of one.
+        config = {"tiers": [openai_tier("edge", f"{stub}/v1", max_concurrent=64),
+                            openai_tier("device", f"{stub}/v1", location="device", max_concurrent=64,
+                                        cost={"input_per_mtok": 1.0})],
                   "gateway": {"max_body_bytes": LIMIT, "failure_threshold": 1}}
         with serve_in_thread(create_app(settings_from_dict(config))) as url:
             yield url
