@@ -26,8 +26,10 @@ def serve_in_thread(app: Any, *, port: int | None = None, startup_timeout_s: flo
     import uvicorn
 
     port = port or free_port()
+    # The plain asyncio loop, not uvloop: uvloop refuses to close a loop that still has handles (EBUSY) and warns
+    # about transports still open at shutdown, which a test that kills backends mid-request can leave behind.
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-                            timeout_keep_alive=30)
+                            timeout_keep_alive=30, loop="asyncio")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name=f"uvicorn-{port}", daemon=True)
     thread.start()
