@@ -32,7 +32,7 @@ import httpx
 import numpy as np
 import yaml
 
-from tierwise.testing.servers import free_port, stop_process, wait_until_ready
+from tierwise.testing.servers import free_port, start_process, stop_process
 
 BODY = {"model": "tiny", "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 8}
 
@@ -83,16 +83,6 @@ async def load(url: str, *, concurrency: int, duration_s: float, model: str, hea
     return Run(url, concurrency, np.array(latencies), errors, elapsed)
 
 
-def start(command: list[str], ready_url: str, *, timeout_s: float = 90, env: dict[str, str] | None = None):
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    try:
-        wait_until_ready(ready_url, timeout_s=timeout_s, process=process)
-    except Exception:
-        stop_process(process)
-        raise
-    return process
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per target and concurrency")
@@ -108,7 +98,7 @@ def main() -> None:
         def owned(process: subprocess.Popen[bytes]) -> None:
             stack.callback(stop_process, process)
 
-        owned(start([sys.executable, "-m", "tierwise.testing.stub_backend", "--port", str(stub_port)],
+        owned(start_process([sys.executable, "-m", "tierwise.testing.stub_backend", "--port", str(stub_port)],
                     f"{stub}/models"))
         config = {"tiers": [{"name": "tiny", "location": "edge", "backend": "openai", "base_url": stub,
                              "model": "stub", "max_concurrent": 256}],
@@ -116,7 +106,7 @@ def main() -> None:
         (tmp / "tiers.yaml").write_text(yaml.safe_dump(config))
         tierwise = [sys.executable, "-m", "tierwise", "serve", "-c", str(tmp / "tiers.yaml"),
                     "--log-level", "warning", "--no-access-log"]
-        owned(start(tierwise, f"http://127.0.0.1:{gw_port}/healthz"))
+        owned(start_process(tierwise, f"http://127.0.0.1:{gw_port}/healthz"))
         targets["tierwise"] = (f"http://127.0.0.1:{gw_port}/v1/chat/completions", "tiny", {})
         if args.litellm:
             ll_config = {"model_list": [{"model_name": "tiny", "litellm_params": {
@@ -124,7 +114,7 @@ def main() -> None:
             (tmp / "litellm.yaml").write_text(yaml.safe_dump(ll_config))
             env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": "sk-bench",
                    "LITELLM_LOG": "ERROR"}
-            owned(start([args.litellm, "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1",
+            owned(start_process([args.litellm, "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1",
                          "--port", str(ll_port)], f"http://127.0.0.1:{ll_port}/health/liveliness",
                         timeout_s=180, env=env))
             targets["litellm"] = (f"http://127.0.0.1:{ll_port}/v1/chat/completions", "tiny",

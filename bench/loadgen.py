@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import yaml
 
-from tierwise.testing.servers import free_port, stop_process, wait_until_ready
+from tierwise.testing.servers import free_port, start_process
 
 PROMPT = [{"role": "user", "content": "Tell me a short story about a lighthouse."}]
 
@@ -38,16 +38,6 @@ class Outcome:
     tier: str | None = None
     failover: bool = False
     excluded: list[str] = field(default_factory=list)  # tiers the router skipped (e.g. marked down)
-
-
-def start_process(command: list[str], ready_url: str, *, timeout_s: float = 60) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_until_ready(ready_url, timeout_s=timeout_s, process=process)
-    except Exception:
-        stop_process(process)
-        raise
-    return process
 
 
 def start_stub(port: int, *, token_delay_ms: float, pieces: int) -> subprocess.Popen[bytes]:

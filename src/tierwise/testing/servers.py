@@ -61,6 +61,19 @@ def wait_until_ready(url: str, *, timeout_s: float, process: subprocess.Popen[by
     raise TimeoutError(f"{url} not ready after {timeout_s} s")
 
 
+def start_process(
+    command: list[str], ready_url: str, *, timeout_s: float = 60, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server process and wait until `ready_url` answers 200; stopped again if it never does."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        wait_until_ready(ready_url, timeout_s=timeout_s, process=process)
+    except Exception:
+        stop_process(process)
+        raise
+    return process
+
+
 def start_llama_server(model_path: str, *, port: int, extra_args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
     """Start llama-cpp-python's OpenAI-compatible server on 127.0.0.1 (needs the `device` extra)."""
     command = [
