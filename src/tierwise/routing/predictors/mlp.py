@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar
 
 import numpy as np
 
-from tierwise.routing.predictors._numeric import Adam, masked_targets, minibatches, sigmoid, standardizer
-from tierwise.routing.predictors.base import Predictor
+from tierwise.routing.predictors._numeric import sigmoid
+from tierwise.routing.predictors.gradient import GradientPredictor, Params
 
 
-class MlpPredictor(Predictor):
+class MlpPredictor(GradientPredictor):
     """Shared ReLU hidden layer (`hidden` units) → one logit per model; missing outcomes do not count."""
 
     name: ClassVar[str] = "mlp"
@@ -19,37 +18,25 @@ class MlpPredictor(Predictor):
     def __init__(
         self, *, hidden: int = 64, l2: float = 1e-3, epochs: int = 20, lr: float = 3e-3, seed: int = 0
     ) -> None:
+        super().__init__(l2=l2, epochs=epochs, lr=lr, seed=seed)
         self.hidden = hidden
-        self.l2 = l2
-        self.epochs = epochs
-        self.lr = lr
-        self.seed = seed
-        self._p: dict[str, np.ndarray] = {}
 
     def hyper_parameters(self) -> dict[str, Any]:
-        return {"hidden": self.hidden, "l2": self.l2, "epochs": self.epochs, "lr": self.lr, "seed": self.seed}
+        return {"hidden": self.hidden, **super().hyper_parameters()}
 
-    def fit(self, X: np.ndarray, scores: np.ndarray, *, categories: Sequence[str] | None = None) -> Self:
-        rng = np.random.default_rng(self.seed)
-        X = np.asarray(X, dtype=np.float64)
-        mean, std = standardizer(X)
-        Z = (X - mean) / std
-        Y, M = masked_targets(np.asarray(scores, dtype=np.float64))
-        d, m = Z.shape[1], Y.shape[1]
-        p = {
+    def _init_params(self, d: int, Y: np.ndarray, M: np.ndarray, rng: np.random.Generator) -> Params:
+        m = Y.shape[1]
+        return {
             "W1": rng.normal(0, np.sqrt(2.0 / d), (d, self.hidden)),
             "b1": np.zeros(self.hidden),
             "W2": rng.normal(0, np.sqrt(1.0 / self.hidden), (self.hidden, m)),
             "b2": np.zeros(m),
         }
-        opt = Adam(p, lr=self.lr)
-        for _ in range(self.epochs):
-            for idx in minibatches(len(Z), 128, rng):
-                opt.step(self._grads(p, Z[idx], Y[idx], M[idx]))
-        self._p = {"mean": mean, "std": std, **p}
-        return self
 
-    def _grads(self, p: dict[str, np.ndarray], Z: np.ndarray, Y: np.ndarray, M: np.ndarray) -> dict[str, np.ndarray]:
+    def _logits(self, p: Params, Z: np.ndarray) -> np.ndarray:
+        return np.asarray(np.maximum(Z @ p["W1"] + p["b1"], 0.0) @ p["W2"] + p["b2"])
+
+    def _grads(self, p: Params, Z: np.ndarray, Y: np.ndarray, M: np.ndarray) -> Params:
         pre = Z @ p["W1"] + p["b1"]
         h = np.maximum(pre, 0.0)
         dz = M * (sigmoid(h @ p["W2"] + p["b2"]) - Y) / max(M.sum(), 1.0)
@@ -60,15 +47,3 @@ class MlpPredictor(Predictor):
             "W2": h.T @ dz + self.l2 * p["W2"],
             "b2": dz.sum(axis=0),
         }
-
-    def predict(self, X: np.ndarray, *, categories: Sequence[str] | None = None) -> np.ndarray:
-        p = self._p
-        Z = (np.asarray(X, dtype=np.float64) - p["mean"]) / p["std"]
-        h = np.maximum(Z @ p["W1"] + p["b1"], 0.0)
-        return sigmoid(h @ p["W2"] + p["b2"])
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        return dict(self._p)
-
-    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self._p = {k: np.asarray(v, dtype=np.float64) for k, v in arrays.items()}
