@@ -67,6 +67,23 @@ def test_generic_csv_and_jsonl_pivot(tmp_path: Path) -> None:
     )
     t2 = load_outcomes(jl)
     assert t2.query_ids == ["id1"] and t2.scores.tolist() == [[0.25, 1.0]] and t2.output_tokens is None
+    assert t.responses is None and t2.responses is None
+
+
+def test_generic_response_field_and_bad_responses(tmp_path: Path) -> None:
+    jl = tmp_path / "answers.jsonl"
+    rows = [
+        {"query": "q1", "model": "a", "score": 1, "response": "#### 4"},
+        {"query": "q2", "model": "a", "score": 0},
+        {"query": "q1", "model": "b", "score": 1},
+    ]
+    jl.write_text("\n".join(json.dumps(r) for r in rows))
+    t = load_outcomes(jl)
+    assert t.responses == {"a": ["#### 4", ""]}
+    with pytest.raises(ValueError, match="does not have"):
+        OutcomeTable(queries=["q"], models=["a"], scores=np.ones((1, 1)), responses={"z": ["x"]})
+    with pytest.raises(ValueError, match="one text per query"):
+        OutcomeTable(queries=["q"], models=["a"], scores=np.ones((1, 1)), responses={"a": []})
 
 
 def test_routellm_single_csv_and_directory(tmp_path: Path) -> None:
@@ -78,6 +95,10 @@ def test_routellm_single_csv_and_directory(tmp_path: Path) -> None:
     assert t.models == ["weak", "strong"]
     assert t.categories == ["algebra", "algebra", "law", "law"]
     assert t.output_tokens is not None and t.output_tokens[0].tolist() == [1.0, 2.0]
+    assert t.responses == {"weak": ["abcd", "", "abcd", ""], "strong": ["abcdefgh", "x", "abcdefgh", "x"]}
+    picked = t.subset([3, 0]).select_models(["strong"])
+    assert picked.responses == {"strong": ["x", "abcdefgh"]}
+    assert t.select_models(["strong", "weak"]).subset([1]).responses == {"weak": [""], "strong": ["x"]}
     single = load_outcomes(tmp_path / "d" / "mmlu_law.csv", format="routellm")
     assert single.categories is None and single.queries == ["q3", "q2"]
     with pytest.raises(ValueError, match="unknown outcome format"):
@@ -96,6 +117,8 @@ def test_shared_datasets_load_with_published_accuracies() -> None:
     gsm = load_outcomes(DATASETS / "routellm" / "gsm8k" / "gsm8k_responses.csv")
     assert len(gsm) == 1319 and gsm.models == ["mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"]
     assert gsm.output_tokens is not None and np.nanmean(gsm.output_tokens) > 10
+    assert gsm.responses is not None and all(len(r) == 1319 for r in gsm.responses.values())
+    assert "####" in gsm.responses["mistralai/Mixtral-8x7B-Instruct-v0.1"][0] and mmlu.responses is None
     pro = load_outcomes(DATASETS / "mmlu_pro" / "outcomes.csv.gz")
     assert len(pro) == 9633 and len(pro.models) == 12
     assert np.isnan(pro.scores[:, pro.models.index("DeepSeek-Coder-V2")]).sum() > 0

@@ -6,11 +6,12 @@ optional per-query categories and per-(query, model) output lengths. Loaders rea
 
 - ``routellm``: RouteLLM's evaluation CSVs, one file or a directory of ``mmlu_<domain>.csv`` files (the domain
   becomes the category). Columns ``prompt`` and one True/False column per model; ``<model>_response`` columns
-  (GSM8K) are not models: their text length / 4 becomes the model's output tokens.
+  (GSM8K) are not models: their text is kept as the model's response, and its length / 4 becomes the model's
+  output tokens.
 - ``mmlu-pro``: MMLU-Pro's ``outcomes.csv.gz``: query text = question + lettered options; ``<model>`` is
   1/0/empty; ``<model>:chars`` / 4 ≈ output tokens (a value of 0 means "not recorded" and becomes NaN).
 - ``generic``: long format CSV or JSONL, one row per (query, model): ``query, model, score`` and optionally
-  ``output_tokens``, ``category``, ``query_id``. Rows with the same query (or query_id) become one row.
+  ``output_tokens``, ``category``, ``query_id``, ``response``. Rows with the same query (or query_id) become one row.
 
 Usage: ``table = load_outcomes("../shared/datasets/mmlu_pro/outcomes.csv.gz")``.
 """
@@ -43,6 +44,8 @@ class OutcomeTable:
         categories: one label per row (e.g. the MMLU domain), or None.
         output_tokens: shape (n, m), output length in tokens (NaN = unknown), or None.
         query_ids: a stable id per row (given by the data, else a hash of the text).
+        responses: {model: its answer text per row ("" where unknown)} for the models whose answers the data
+            holds, or None. A cascade reads the cheaper tiers' answers from here.
     """
 
     queries: list[str]
@@ -51,6 +54,7 @@ class OutcomeTable:
     categories: list[str] | None = None
     output_tokens: np.ndarray | None = None
     query_ids: list[str] = field(default_factory=list)
+    responses: dict[str, list[str]] | None = None
 
     def __post_init__(self) -> None:
         self.scores = np.asarray(self.scores, dtype=np.float64)
@@ -66,6 +70,12 @@ class OutcomeTable:
             self.output_tokens = np.asarray(self.output_tokens, dtype=np.float64)
             if self.output_tokens.shape != (n, m):
                 raise ValueError("output_tokens must have the same shape as scores")
+        if self.responses is not None:
+            unknown = [k for k in self.responses if k not in self.models]
+            if unknown:
+                raise ValueError(f"responses name models the table does not have: {unknown}")
+            if any(len(v) != n for v in self.responses.values()):
+                raise ValueError("responses must hold one text per query for each model")
         if not self.query_ids:
             self.query_ids = [text_id(q) for q in self.queries]
         elif len(self.query_ids) != n:
@@ -84,6 +94,7 @@ class OutcomeTable:
             categories=None if self.categories is None else [self.categories[i] for i in idx],
             output_tokens=None if self.output_tokens is None else self.output_tokens[idx],
             query_ids=[self.query_ids[i] for i in idx],
+            responses=None if self.responses is None else {m: [r[i] for i in idx] for m, r in self.responses.items()},
         )
 
     def select_models(self, names: Sequence[str]) -> OutcomeTable:
@@ -99,6 +110,7 @@ class OutcomeTable:
             categories=None if self.categories is None else list(self.categories),
             output_tokens=None if self.output_tokens is None else self.output_tokens[:, cols],
             query_ids=list(self.query_ids),
+            responses=None if self.responses is None else _kept(self.responses, names),
         )
 
     def complete_rows(self) -> np.ndarray:
@@ -108,6 +120,11 @@ class OutcomeTable:
     def mean_scores(self) -> dict[str, float]:
         """Each model's mean score over the queries it has an outcome for."""
         return {m: float(np.nanmean(self.scores[:, j])) for j, m in enumerate(self.models)}
+
+
+def _kept(responses: dict[str, list[str]], names: Sequence[str]) -> dict[str, list[str]] | None:
+    kept = {m: list(r) for m, r in responses.items() if m in names}
+    return kept or None
 
 
 def text_id(text: str) -> str:
@@ -151,12 +168,13 @@ def load_routellm(path: str | Path) -> OutcomeTable:
     models = [c for c in header if c != "prompt" and not c.endswith("_response")]
     responses = {m: f"{m}_response" for m in models if f"{m}_response" in header}
     scores = np.array([[_bool_score(r[m]) for m in models] for _, _, r in rows], dtype=np.float64)
+    texts = {m: [r[col] or "" for _, _, r in rows] for m, col in responses.items()}
     out_tok = None
-    if responses:
+    if texts:
         out_tok = np.full(scores.shape, np.nan)
         for j, m in enumerate(models):
-            if m in responses:
-                out_tok[:, j] = [len(r[responses[m]] or "") / CHARS_PER_TOKEN for _, _, r in rows]
+            if m in texts:
+                out_tok[:, j] = [len(t) / CHARS_PER_TOKEN for t in texts[m]]
     cats = [c for _, c, _ in rows]
     return OutcomeTable(
         queries=[q for q, _, _ in rows],
@@ -164,6 +182,7 @@ def load_routellm(path: str | Path) -> OutcomeTable:
         scores=scores,
         categories=[str(c) for c in cats] if all(c is not None for c in cats) else None,
         output_tokens=out_tok,
+        responses=texts or None,
     )
 
 
@@ -215,6 +234,7 @@ def load_generic(path: str | Path) -> OutcomeTable:
     queries: list[str] = []
     cats: list[str | None] = []
     cells: list[tuple[int, int, float, float]] = []
+    answers: dict[tuple[int, int], str] = {}
     for rec in records:
         qid = str(rec.get("query_id") or text_id(str(rec["query"])))
         if qid not in row_of:
@@ -226,6 +246,8 @@ def load_generic(path: str | Path) -> OutcomeTable:
         tok = rec.get("output_tokens")
         tok_f = float(tok) if tok not in (None, "") else float("nan")
         cells.append((row_of[qid], model_of[model], _bool_score(str(rec["score"])), tok_f))
+        if rec.get("response") not in (None, ""):
+            answers[row_of[qid], model_of[model]] = str(rec["response"])
     scores = np.full((len(queries), len(model_of)), np.nan)
     tokens = np.full_like(scores, np.nan)
     for i, j, s, t in cells:
@@ -237,7 +259,16 @@ def load_generic(path: str | Path) -> OutcomeTable:
         categories=[c or "" for c in cats] if any(cats) else None,
         output_tokens=None if np.isnan(tokens).all() else tokens,
         query_ids=list(row_of),
+        responses=_response_lists(answers, list(model_of), len(queries)),
     )
+
+
+def _response_lists(answers: dict[tuple[int, int], str], models: list[str], n: int) -> dict[str, list[str]] | None:
+    """{model: text per row} for the models with at least one answer text ("" where a row has none)."""
+    out: dict[str, list[str]] = {}
+    for (i, j), text in answers.items():
+        out.setdefault(models[j], [""] * n)[i] = text
+    return out or None
 
 
 def _detect_format(path: Path) -> str:

@@ -114,3 +114,43 @@ def test_evaluates_a_trained_router_file_without_training(tmp_path: Path) -> Non
     results = json.loads((out / "results.json").read_text())
     assert "router:router" in results and results["router:router"]["apgr"] is not None
     assert "no training" in json.loads((out / "meta.json").read_text())["protocol"]
+
+
+def _write_answers(folder: Path, n: int, *, seed: int = 7) -> Path:
+    """GSM8K-like rows: the weak model's shown arithmetic is wrong exactly when (mostly) its answer is wrong."""
+    rng = np.random.default_rng(seed)
+    path = folder / "answers.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["prompt", "weak", "strong", "weak_response"])
+        for i in range(n):
+            a, b = int(rng.integers(2, 50)), int(rng.integers(2, 50))
+            weak_right = rng.random() < 0.6
+            shown = a * b if (weak_right or rng.random() < 0.2) else a * b + int(rng.integers(1, 9))
+            answer = f"{a} * {b} = <<{a}*{b}={shown}>>{shown}\n#### {shown}"
+            w.writerow([f"question {i}: what is {a} times {b}?", weak_right, rng.random() < 0.9, answer])
+    return path
+
+
+def test_cascade_reads_the_cheapest_tiers_answer_and_pays_for_it(tmp_path: Path) -> None:
+    data = _write_answers(tmp_path, 300)
+    out = tmp_path / "cascade"
+    args = ["eval", "--data", str(data), "--predictors", "logistic", "--features", "hashing", "--folds", "3"]
+    result = CliRunner().invoke(_app(), [*args, "--cascade", "--no-plots", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    cascade, plain = results["cascade:logistic"], results["logistic"]
+    assert cascade["apgr"] > plain["apgr"] + 0.1 and cascade["apgr"] > results["random"]["apgr"] + 0.1
+    # costs 0.1 (weak) and 1 (strong): in a cascade every query pays the weak call, an escalated one both
+    for router, cost_of in ((cascade, lambda s: 0.1 + s), (plain, lambda s: 0.1 * (1 - s) + s)):
+        curve = router["cost_curve"]
+        assert len(curve["cost"]) > 2
+        for cost, (_, strong) in zip(curve["cost"], curve["tier_share"], strict=True):
+            assert cost == pytest.approx(cost_of(strong), abs=1e-5)
+    assert "cascade" in json.loads((out / "meta.json").read_text())["protocol"]
+
+
+def test_cascade_without_answers_is_a_clear_usage_error(tmp_path: Path) -> None:
+    data = _write_routellm(tmp_path, 60)
+    result = CliRunner().invoke(_app(), ["eval", "--data", str(data), "--cascade", "-o", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "no answers of the cheapest tier" in result.output

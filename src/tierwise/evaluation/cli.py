@@ -4,6 +4,7 @@
     tierwise eval --data ../shared/datasets/mmlu_pro/outcomes.csv.gz --format mmlu-pro \
         --tiers Phi-3-mini-4k-instruct=0.05,Llama-3.1-8B-Instruct=0.1,Llama-3.1-70B-Instruct=1 -o out/pro
     tierwise eval --router router.json --data PATH -o DIR     # a trained router, no training
+    tierwise eval --data …/gsm8k_responses.csv --cascade -o out/gsm8k   # + cascades on the weak model's answers
 """
 
 from __future__ import annotations
@@ -73,6 +74,13 @@ def eval_command(
         str, typer.Option(help="query features: static | contextual | none (MiniLM) | hashing")
     ] = "static",
     cache_dir: Annotated[Path | None, typer.Option(help="embedding cache directory")] = None,
+    cascade: Annotated[
+        bool,
+        typer.Option(
+            help="also score each predictor as a cascade that reads the cheapest tier's answer first "
+            "(needs answer texts in the data; every query then pays for a cheapest-tier call)"
+        ),
+    ] = False,
     plots: Annotated[bool, typer.Option(help="write PNG plots (needs the 'plot' extra)")] = True,
 ) -> None:
     """Evaluate routers and baselines on held-out folds; write report.md, results.json and plots to OUT."""
@@ -93,12 +101,22 @@ def eval_command(
         splits = [Split(np.zeros(0, dtype=int), np.arange(len(table)))]
         protocol = f"trained router {router} scored on every row (no training here)"
     else:
-        scorers = predictor_scorers(predictors, features=features, cache_dir=cache_dir)
+        if cascade and not (table.responses or {}).get(table.models[0]):
+            raise typer.BadParameter(
+                f"the data holds no answers of the cheapest tier {table.models[0]!r} to cascade from "
+                "(RouteLLM GSM8K has <model>_response columns; generic tables a 'response' field)",
+                param_hint="--cascade",
+            )
+        scorers = predictor_scorers(predictors, features=features, cache_dir=cache_dir, cascade=cascade)
         splits = _splits(table, folds=folds, train_size=train_size, seed=seed, repeats=repeats)
         protocol = (
             f"train on {train_size} rows, test on the rest ({repeats} split(s), seed {seed})"
             if train_size is not None
             else f"{folds}-fold cross-validation (seed {seed}), held-out predictions pooled"
+        ) + (
+            "; cascade:* routers read the cheapest tier's answer first (its call is paid for every query)"
+            if cascade
+            else ""
         )
     for scorer in scorers:  # embed once, before the progress bar (the featurizer shows its own)
         if isinstance(scorer, PredictorScorer):

@@ -27,6 +27,7 @@ from tierwise.evaluation.scorers import (
     OracleScorer,
     RandomScorer,
     Scorer,
+    paid_costs,
 )
 from tierwise.evaluation.scoring import fixed_metrics, mean_metrics, router_metrics
 from tierwise.outcomes import OutcomeTable
@@ -90,6 +91,7 @@ def evaluate_scorer(
 ) -> dict[str, Any]:
     """Metrics of one scorer from held-out predictions only (pooled over folds, or averaged over splits)."""
     preds = _predict_splits(scorer, table, splits, advance)
+    costs = paid_costs(scorer, costs)
     per_split = [router_metrics(p, table.scores[s.test], costs) for s, p in zip(splits, preds, strict=True)]
     if not pool:
         return mean_metrics(per_split) | {"apgr_splits": [m["apgr"] for m in per_split]}

@@ -33,11 +33,16 @@ class Scorer(Protocol):
 
 @dataclass
 class PredictorScorer:
-    """A routing predictor (see `tierwise.routing.predictors`) over precomputed features of the table."""
+    """A routing predictor (see `tierwise.routing.predictors`) over precomputed features of the table.
+
+    `cascade=True` marks a scorer whose features include the cheapest tier's answer: every query has then paid
+    for a cheapest-tier call before the decision, which `paid_costs` adds to the cost of escalated queries.
+    """
 
     name: str
     factory: Callable[[], Any]  # → a fresh, unfitted Predictor
     features: FeatureFn
+    cascade: bool = False
     _X: np.ndarray | None = field(default=None, repr=False)
     _table_id: int = -1
     _model: Any = None
@@ -54,6 +59,14 @@ class PredictorScorer:
     def predict(self, table: OutcomeTable, rows: np.ndarray) -> np.ndarray:
         cats = None if table.categories is None else [table.categories[i] for i in rows]
         return np.asarray(self._model.predict(self._feats(table)[rows], categories=cats), dtype=float)
+
+
+def paid_costs(scorer: Scorer, costs: np.ndarray) -> np.ndarray:
+    """Cost per call of each tier as `scorer` pays it: a cascade has already paid the cheapest tier's call."""
+    costs = np.asarray(costs, dtype=float)
+    if not getattr(scorer, "cascade", False):
+        return costs
+    return np.concatenate([costs[:1], costs[1:] + costs[0]])
 
 
 @dataclass

@@ -101,6 +101,25 @@ FEATURES: dict[str, Callable[[Path | None], FeatureFn]] = {
 }
 
 
+def cascade_features(table: OutcomeTable) -> np.ndarray:
+    """What a cascade sees: signals in the cheapest tier's answer (see `tierwise.routing.answer_signals`) and the
+    query's surface features. Raises ValueError when the table holds no answers of its cheapest tier."""
+    from tierwise.routing.answer_signals import answer_features
+    from tierwise.routing.features import cheap_features
+
+    first = table.models[0]
+    answers = (table.responses or {}).get(first)
+    if answers is None:
+        raise ValueError(
+            f"a cascade needs the answers of the cheapest tier {first!r}, and the data holds none "
+            "(RouteLLM's GSM8K has <model>_response columns; generic tables a 'response' field)"
+        )
+    rows = [
+        np.concatenate([answer_features(q, a), cheap_features(q)]) for q, a in zip(table.queries, answers, strict=True)
+    ]
+    return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
+
+
 def evaluation_predictors() -> dict[str, type]:
     """The routing predictors' registry plus `domain-knn`, which only the evaluation registers so far."""
     from tierwise.routing.predictors import PREDICTORS
@@ -109,8 +128,11 @@ def evaluation_predictors() -> dict[str, type]:
     return {**PREDICTORS, DomainKnnPredictor.name: DomainKnnPredictor}
 
 
-def predictor_scorers(spec: str, *, features: str = "static", cache_dir: Path | None = None) -> list[Scorer]:
-    """One scorer per predictor name in `spec` ('all', 'none', or 'knn,logistic,…'), sharing one feature fn."""
+def predictor_scorers(
+    spec: str, *, features: str = "static", cache_dir: Path | None = None, cascade: bool = False
+) -> list[Scorer]:
+    """One scorer per predictor name in `spec` ('all', 'none', or 'knn,logistic,…'), sharing one feature fn;
+    with `cascade`, each predictor is also scored as a cascade ("cascade:<name>", on `cascade_features`)."""
     if spec == "none":
         return []
     registry = evaluation_predictors()
@@ -118,6 +140,7 @@ def predictor_scorers(spec: str, *, features: str = "static", cache_dir: Path | 
     if features not in FEATURES:
         raise KeyError(f"unknown features {features!r}; valid: {', '.join(FEATURES)}")
     feat = _shared(FEATURES[features](cache_dir))
+    answers = _shared(cascade_features)
     scorers: list[Scorer] = []
     for name in names:
         if name not in registry:  # fail now, with the list of valid names, rather than after a long run
@@ -127,6 +150,8 @@ def predictor_scorers(spec: str, *, features: str = "static", cache_dir: Path | 
             return cls()
 
         scorers.append(PredictorScorer(name=name, factory=factory, features=feat))
+        if cascade:
+            scorers.append(PredictorScorer(name=f"cascade:{name}", factory=factory, features=answers, cascade=True))
     return scorers
 
 
