@@ -30,6 +30,27 @@ class StepModel(Protocol):
 
 
 @dataclass(frozen=True)
+class DecodeLines:
+    """A decode step time as two lines in the context, per batch size, for a simulator to evaluate inline.
+
+    `decode_ms(batch, ctx) = max(weight_ms[batch] + kv_ms·ctx, flop_ms·batch + attn_ms·ctx) + fixed_ms +
+    comm_ms·batch`, in exactly that order of operations (`ms`), so an inlined copy gives the same floats.
+    """
+
+    weight_ms: list[float]  # indexed by batch size, 0 … max_batch
+    kv_ms: float
+    flop_ms: float
+    attn_ms: float
+    fixed_ms: float
+    comm_ms: float
+
+    def ms(self, batch: int, context_sum: int) -> float:
+        mem = self.weight_ms[batch] + self.kv_ms * context_sum
+        compute = self.flop_ms * batch + self.attn_ms * context_sum
+        return max(mem, compute) + self.fixed_ms + self.comm_ms * batch
+
+
+@dataclass(frozen=True)
 class Hardware:
     """What the roofline needs to know about the machine one replica (TP group member) runs on."""
 
@@ -136,6 +157,10 @@ class RooflineModel:
         mem = self._decode_weight_ms(batch) + c[0] * context_sum
         compute = c[1] * batch + c[2] * context_sum
         return max(mem, compute) + c[3] + c[4] * batch
+
+    def decode_lines(self, max_batch: int) -> DecodeLines:
+        """`decode_ms` as tables for batches up to `max_batch`: the simulator's hot loop inlines them."""
+        return DecodeLines([self._decode_weight_ms(b) for b in range(max_batch + 1)], *self._decode_coef)
 
     def _decode_weight_ms(self, batch: int) -> float:
         ms = self._weight_ms_cache.get(batch)
