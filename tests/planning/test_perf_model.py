@@ -67,3 +67,16 @@ def test_devices_do_not_model_prefill(cat: Catalog) -> None:
     )
     with pytest.raises(ValueError, match="prefill"):
         pm.prefill_ms(10, sq_tokens=100)
+
+
+@pytest.mark.parametrize(("model", "tp"), [("llama-3.1-8b", 1), ("llama-3.1-70b", 4), ("mixtral-8x7b", 2)])
+def test_decode_lines_give_decode_ms_exactly(cat: Catalog, model: str, tp: int) -> None:
+    # the simulator inlines DecodeLines.ms; it must be the same floats as decode_ms, not merely close
+    pm = _h100(cat, model, tp=tp)
+    lines = pm.decode_lines(64)
+    assert len(lines.weight_ms) == 65
+    for batch in (1, 2, 7, 33, 64):
+        for context_sum in (batch, batch * 300, batch * 4096, batch * 30_000):
+            assert lines.ms(batch, context_sum) == pm.decode_ms(batch, context_sum)
+    if model == "mixtral-8x7b":  # MoE: a larger batch touches more experts, so reads more weights
+        assert lines.weight_ms[64] > lines.weight_ms[1]

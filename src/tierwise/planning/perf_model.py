@@ -151,21 +151,22 @@ class RooflineModel:
         return flops / self.tp / (self.hw.prefill_eff * self.hw.tflops * 1e12) * 1000
 
     def decode_ms(self, batch: int, context_sum: int) -> float:
-        # Linear in (batch, context_sum) but for the MoE weight term: coefficients are precomputed once,
-        # because the simulator calls this once per engine step (millions of times per capacity search).
+        # Linear in (batch, context_sum) but for the MoE weight term: coefficients are precomputed once.
+        # The simulator inlines the same expression from `decode_lines` (a call per engine step costs too much).
         c = self._decode_coef
-        mem = self._decode_weight_ms(batch) + c[0] * context_sum
+        mem = self._weight_ms(batch) + c[0] * context_sum
         compute = c[1] * batch + c[2] * context_sum
         return max(mem, compute) + c[3] + c[4] * batch
 
     def decode_lines(self, max_batch: int) -> DecodeLines:
         """`decode_ms` as tables for batches up to `max_batch`: the simulator's hot loop inlines them."""
-        return DecodeLines([self._decode_weight_ms(b) for b in range(max_batch + 1)], *self._decode_coef)
+        return DecodeLines([self._weight_ms(b) for b in range(max_batch + 1)], *self._decode_coef)
 
-    def _decode_weight_ms(self, batch: int) -> float:
-        ms = self._weight_ms_cache.get(batch)
+    def _weight_ms(self, tokens: int) -> float:
+        """Time to read the weights a step over `tokens` tokens touches (memoised: prefill and decode ask often)."""
+        ms = self._weight_ms_cache.get(tokens)
         if ms is None:
-            ms = self._weight_ms_cache[batch] = self._mem_ms(self._weight_read_bytes(batch))
+            ms = self._weight_ms_cache[tokens] = self._mem_ms(self._weight_read_bytes(tokens))
         return ms
 
     @cached_property
@@ -185,7 +186,7 @@ class RooflineModel:
             raise ValueError(f"prefill is not modelled on {self.hw.name} (no compute figure in the catalog)")
         m = self.model
         flops = 2 * self._active * tokens + 2 * m.layers * m.heads * m.head_dim * sq_tokens
-        step = max(self._compute_ms(flops), self._mem_ms(self._weight_read_bytes(tokens)))
+        step = max(self._compute_ms(flops), self._weight_ms(tokens))
         return step + self._allreduce_ms(tokens) + self.hw.overhead_ms
 
     def decode_tokens_per_s(self, *, context: int = 512) -> float:
