@@ -1,7 +1,9 @@
 """Discrete-event simulation of one replica serving requests with continuous batching.
 
-The core is a pure event heap (arrivals, step completions) over a `StepModel`; it returns a
-`SimulationResult` in-process. The scheduler is iteration-level and prefill-first (vLLM's default without
+The core is a pure event loop (arrivals, step completions) over a `StepModel`; it returns a
+`SimulationResult` in-process. With only two kinds of pending event it merges them instead of keeping a heap,
+and it inlines the roofline's decode time, because a simulated day is millions of engine steps.
+The scheduler is iteration-level and prefill-first (vLLM's default without
 chunked prefill): when waiting requests fit (batch slots, prefill token budget, KV cache reserved for prompt
 + output), the next step prefills them; otherwise every running request decodes one token.
 
