@@ -11,6 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from tests.routing.answer_tables import answer_table
 from tierwise.evaluation.cli import eval_command
 
 from .tables import synthetic_table
@@ -116,19 +117,15 @@ def test_evaluates_a_trained_router_file_without_training(tmp_path: Path) -> Non
     assert "no training" in json.loads((out / "meta.json").read_text())["protocol"]
 
 
-def _write_answers(folder: Path, n: int, *, seed: int = 7) -> Path:
-    """GSM8K-like rows: the weak model's shown arithmetic is wrong exactly when (mostly) its answer is wrong."""
-    rng = np.random.default_rng(seed)
+def _write_answers(folder: Path, n: int) -> Path:
+    """RouteLLM-format CSV of `answer_table`: the weak model's answers in a `weak_response` column."""
+    table = answer_table(n)
     path = folder / "answers.csv"
     with path.open("w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["prompt", "weak", "strong", "weak_response"])
-        for i in range(n):
-            a, b = int(rng.integers(2, 50)), int(rng.integers(2, 50))
-            weak_right = rng.random() < 0.6
-            shown = a * b if (weak_right or rng.random() < 0.2) else a * b + int(rng.integers(1, 9))
-            answer = f"{a} * {b} = <<{a}*{b}={shown}>>{shown}\n#### {shown}"
-            w.writerow([f"question {i}: what is {a} times {b}?", weak_right, rng.random() < 0.9, answer])
+        for q, (weak, strong), answer in zip(table.queries, table.scores, (table.responses or {})["weak"], strict=True):
+            w.writerow([q, bool(weak), bool(strong), answer])
     return path
 
 

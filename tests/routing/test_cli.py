@@ -8,13 +8,16 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
-from tierwise.routing.cli import route, train
+from tests.routing.answer_tables import answer_table
+from tierwise.routing.cascade import CascadeCheck
+from tierwise.routing.cli import route, train, train_cascade_command
 
 
 def _app() -> typer.Typer:
     app = typer.Typer()
     app.command()(train)
     app.command()(route)
+    app.command("train-cascade")(train_cascade_command)
     return app
 
 
@@ -60,3 +63,22 @@ def test_train_then_route(tmp_path: Path) -> None:
     assert decision["tier"] == "cloud" and set(decision["predicted_quality"]) == {"device", "cloud"}
     res = runner.invoke(_app(), ["route", "-r", str(out), "Say hi to my neighbour 8 politely"])
     assert res.exit_code == 0 and "tier: device" in res.output
+
+
+def test_train_cascade_writes_a_check_and_refuses_unusable_data(tmp_path: Path) -> None:
+    table = answer_table(200)
+    data = tmp_path / "answers.jsonl"
+    with data.open("w") as fh:
+        for q, scores, answer in zip(table.queries, table.scores, (table.responses or {})["weak"], strict=True):
+            fh.write(json.dumps({"query": q, "model": "weak", "score": scores[0], "response": answer}) + "\n")
+            fh.write(json.dumps({"query": q, "model": "strong", "score": scores[1]}) + "\n")
+    out = tmp_path / "cascade.json"
+    args = ["train-cascade", "--data", str(data), "--model", "weak", "--escalate-share", "0.25", "-o", str(out)]
+    result = CliRunner().invoke(_app(), args)
+    assert result.exit_code == 0, result.output
+    training = CascadeCheck.load(out).training
+    assert training["escalate_share"] == 0.25 and abs(training["heldout_escalated_share"] - 0.25) < 0.05
+    assert f"escalates {training['heldout_escalated_share']:.1%} of held-out answers" in result.output
+    for model, message in (("strong", "no answers of 'strong'"), ("nope", "unknown model 'nope'")):
+        bad = CliRunner().invoke(_app(), ["train-cascade", "--data", str(data), "--model", model, "-o", str(out)])
+        assert bad.exit_code == 2 and message in bad.output

@@ -102,10 +102,9 @@ FEATURES: dict[str, Callable[[Path | None], FeatureFn]] = {
 
 
 def cascade_features(table: OutcomeTable) -> np.ndarray:
-    """What a cascade sees: signals in the cheapest tier's answer (see `tierwise.routing.answer_signals`) and the
-    query's surface features. Raises ValueError when the table holds no answers of its cheapest tier."""
-    from tierwise.routing.answer_signals import answer_features
-    from tierwise.routing.features import cheap_features
+    """What a cascade sees (`tierwise.routing.cascade.cascade_features`) for every row, from the answers of the
+    table's cheapest tier. Raises ValueError when the table holds none."""
+    from tierwise.routing.cascade import cascade_features as features_of
 
     first = table.models[0]
     answers = (table.responses or {}).get(first)
@@ -114,9 +113,7 @@ def cascade_features(table: OutcomeTable) -> np.ndarray:
             f"a cascade needs the answers of the cheapest tier {first!r}, and the data holds none "
             "(RouteLLM's GSM8K has <model>_response columns; generic tables a 'response' field)"
         )
-    rows = [
-        np.concatenate([answer_features(q, a), cheap_features(q)]) for q, a in zip(table.queries, answers, strict=True)
-    ]
+    rows = [features_of(q, a) for q, a in zip(table.queries, answers, strict=True)]
     return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 

@@ -22,6 +22,7 @@ from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.gateway.routes import chat, health, metrics, models
 from tierwise.gateway.state import GatewayState
 from tierwise.routing.budget import BudgetLedger
+from tierwise.routing.cascade import CascadeCheck
 from tierwise.routing.router import CheapestHealthyRouter, Router
 from tierwise.tiers.base import Tier
 from tierwise.tiers.registry import build_tier
@@ -81,6 +82,7 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
         metrics=metrics_,
         auth=ApiKeyAuth(keys),
         ledger=BudgetLedger(),
+        cascade=load_cascade(settings, list(tiers)),
     )
 
 
@@ -96,6 +98,24 @@ def _build_router(settings: Settings) -> Router:
     return LearnedRouter.from_path(
         config.model, target_cloud_share=config.target_cloud_share, cache_dir=config.embedding_cache_dir
     )
+
+
+def load_cascade(settings: Settings, tiers: list[str]) -> CascadeCheck | None:
+    """The configured cascade check, or None; a missing or foreign file, or an unknown tier, is a ConfigError."""
+    config = settings.router.cascade
+    if config is None:
+        return None
+    unknown = [name for name in config.check or [] if name not in tiers]
+    if unknown:
+        raise ConfigError(f"router.cascade.check: unknown tiers {unknown}; tiers are {list(tiers)}")
+    if not config.model.is_file():
+        raise ConfigError(
+            f"router.cascade.model: {config.model} does not exist (train one with `tierwise train-cascade`)"
+        )
+    try:
+        return CascadeCheck.load(config.model)
+    except (ValueError, KeyError) as err:
+        raise ConfigError(f"router.cascade.model: {err}") from None
 
 
 async def _probe_forever(state: GatewayState) -> None:

@@ -55,3 +55,6 @@ def _preflight(settings: Settings) -> None:
     model = settings.router.model
     if model is not None and not model.is_file():
         raise ConfigError(f"router.model: {model} does not exist (train one with `tierwise train`)")
+    from tierwise.gateway.app import load_cascade
+
+    load_cascade(settings, [tier.name for tier in settings.tiers])

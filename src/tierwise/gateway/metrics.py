@@ -20,6 +20,12 @@ class GatewayMetrics:
         self.failovers = Counter(
             "tierwise_failovers", "Requests moved to another tier after a failure", ["from_tier"], registry=r
         )
+        self.cascade_checks = Counter(
+            "tierwise_cascade_checks",
+            "Answers checked by the cascade, by tier and result (kept|escalated|escalation_failed|no_stronger_tier)",
+            ["tier", "result"],
+            registry=r,
+        )
         self.http_errors = Counter(
             "tierwise_http_errors", "Error responses sent to clients, by status", ["status"], registry=r
         )

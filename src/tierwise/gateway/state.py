@@ -12,6 +12,7 @@ from tierwise.gateway.dispatch import Dispatcher
 from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.routing.budget import BudgetLedger
+from tierwise.routing.cascade import CascadeCheck
 from tierwise.routing.router import Router, TierView
 from tierwise.tiers.base import Tier
 
@@ -28,6 +29,7 @@ class GatewayState:
     metrics: GatewayMetrics
     auth: ApiKeyAuth
     ledger: BudgetLedger
+    cascade: CascadeCheck | None = None
 
     def ttft_estimates_ms(self) -> dict[str, float]:
         """Measured time to first token plus the configured network round trip, for tiers measured so far."""

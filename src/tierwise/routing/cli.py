@@ -74,6 +74,36 @@ def train(
     )
 
 
+def train_cascade_command(
+    data: Annotated[Path, typer.Option("--data", help="outcome file or directory holding the model's answers")],
+    model: Annotated[str, typer.Option("--model", help="the model (outcome column) whose answers are checked")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="cascade file to write (JSON)")] = Path("cascade.json"),
+    format: Annotated[str, typer.Option("--format", help="auto | routellm | mmlu-pro | generic")] = "auto",
+    escalate_share: Annotated[
+        float, typer.Option("--escalate-share", min=0.0, max=1.0, help="share of answers to escalate")
+    ] = 0.3,
+    folds: Annotated[int, typer.Option("--folds", min=2)] = 5,
+) -> None:
+    """Train the check a cascade runs on a cheaper tier's answer before returning it (see docs/routing.md)."""
+    from tierwise.outcomes import load_outcomes
+    from tierwise.routing.cascade import train_cascade
+
+    table = load_outcomes(data, format=format)
+    if model not in table.models:
+        raise typer.BadParameter(f"unknown model {model!r}; the data has {table.models}", param_hint="--model")
+    try:
+        check = train_cascade(table, model, escalate_share=escalate_share, folds=folds)
+    except ValueError as err:
+        raise typer.BadParameter(str(err), param_hint="--data") from None
+    path = check.save(output)
+    t = check.training
+    typer.echo(
+        f"{t['rows']} answers of {model}; threshold P(good) < {check.threshold:.3f} escalates "
+        f"{t['heldout_escalated_share']:.1%} of held-out answers (accuracy of those kept {t['heldout_accuracy_kept']}, "
+        f"of those escalated {t['heldout_accuracy_escalated']}, overall {t['accuracy']}); wrote {path}"
+    )
+
+
 def _views(router_tiers: list, spec: str | None) -> list[TierView]:
     names = [n.strip() for n in spec.split(",")] if spec else [t.name for t in router_tiers]
     by_name = {t.name: t for t in router_tiers}

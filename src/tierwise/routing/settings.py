@@ -37,12 +37,30 @@ class PolicySettings(BaseModel):
     cloud_max_in_flight: int | None = Field(default=None, ge=1)
 
 
+class CascadeSettings(BaseModel):
+    """Check a cheaper tier's answer before returning it, and send the request up a tier when it looks wrong.
+
+    - `model`: the cascade file written by `tierwise train-cascade`.
+    - `check`: the tiers whose answers are checked (default: every tier not in the cloud).
+    - `threshold`: escalate when P(answer good) is below this (default: the file's, set at training time).
+    Only non-streaming answers are checked (a streamed answer is already on its way to the client), and the
+    request goes only where the policies allow: personal data that must stay on the device stays there.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: Path
+    check: list[str] | None = None
+    threshold: float | None = Field(default=None, ge=0.0, le=1.0)
+
+
 class RouterSettings(BaseModel):
     """Which router answers `model="auto"`: a trained router file, or the placeholder rule if `model` is None.
 
     `target_cloud_share` re-calibrates the file's threshold to this share of cloud calls at load time (the
     file keeps its held-out margins for that); None keeps the share the file was trained for.
     `embedding_cache_dir` overrides where embeddings are cached (default `~/.cache/tierwise/embeddings`).
+    `cascade`: check cheaper tiers' answers and escalate doubtful ones (see `CascadeSettings`).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -50,3 +68,4 @@ class RouterSettings(BaseModel):
     model: Path | None = None
     target_cloud_share: float | None = Field(default=None, ge=0.0, le=1.0)
     embedding_cache_dir: Path | None = None
+    cascade: CascadeSettings | None = None

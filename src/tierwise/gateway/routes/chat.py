@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from tierwise.errors import InvalidRequest, TierwiseError
 from tierwise.gateway.dispatch import Served
 from tierwise.gateway.errors import invalid_request_from
+from tierwise.gateway.escalation import plan_escalation
 from tierwise.gateway.route_plan import RoutePlan, plan_route
 from tierwise.gateway.state import GatewayState
 from tierwise.protocol import ChatCompletionRequest, CompletionBuilder, error_body, new_completion_id
@@ -93,11 +94,10 @@ def _headers(served: Served) -> dict[str, str]:
     return headers
 
 
-async def _complete(
-    state: GatewayState, chat: ChatCompletionRequest, plan: RoutePlan, api_key: str | None
-) -> JSONResponse:
+async def _collect(
+    state: GatewayState, chat: ChatCompletionRequest, order: list[str], plan: RoutePlan
+) -> tuple[Served, CompletionBuilder]:
     """Non-streaming: nothing has reached the client yet, so even a mid-answer failure may move on."""
-    order: list[str] = list(plan.order)
     failed: list[dict[str, str]] = []
     while True:
         served = await state.dispatcher.open(
@@ -108,18 +108,42 @@ async def _complete(
         try:
             async for chunk in served.rest:
                 builder.add(chunk)
-            break
+            return served, builder
         except TierwiseError as err:
             order = order[order.index(served.tier.name) + 1 :]
             if not order:
                 raise
             failed = [*served.failed, {"tier": served.tier.name, "error": err.message, "code": err.code or "error"}]
-    body = builder.build(completion_id=new_completion_id(), model=served.tier.model_name)
+
+
+async def _complete(
+    state: GatewayState, chat: ChatCompletionRequest, plan: RoutePlan, api_key: str | None
+) -> JSONResponse:
+    served, builder = await _collect(state, chat, list(plan.order), plan)
+    completion_id = new_completion_id()
+    body = builder.build(completion_id=completion_id, model=served.tier.model_name)
     report = _report(plan, served)
-    if builder.usage:
-        report["cost_usd"] = _charge(state, served, builder.usage, api_key)
+    cost = _charge(state, served, builder.usage, api_key) if builder.usage else None
+    headers = _headers(served)
+    escalation = plan_escalation(state, chat, plan, served.tier.name, body)
+    if escalation is not None and escalation.target is not None:
+        try:
+            up, up_builder = await _collect(state, chat, [escalation.target], plan)
+        except TierwiseError as err:  # the first answer is still an answer: keep it, say what happened
+            escalation.error = f"escalation to {escalation.target!r} failed: {err.message}"
+        else:
+            body = up_builder.build(completion_id=completion_id, model=up.tier.model_name)
+            report = {**_report(plan, up), "reasons": [*plan.info.get("reasons", []), escalation.reason]}
+            up_cost = _charge(state, up, up_builder.usage, api_key) if up_builder.usage else None
+            cost = None if cost is None and up_cost is None else (cost or 0.0) + (up_cost or 0.0)
+            headers = {**_headers(up), "x-tierwise-escalated-from": escalation.checked}
+    if escalation is not None:
+        report["cascade"] = escalation.report()
+        state.metrics.cascade_checks.labels(escalation.checked, escalation.result).inc()
+    if cost is not None:
+        report["cost_usd"] = cost  # both calls, when the request was escalated
     body["tierwise"] = report
-    return JSONResponse(body, headers=_headers(served))
+    return JSONResponse(body, headers=headers)
 
 
 def _charge(state: GatewayState, served: Served, usage: dict[str, Any], api_key: str | None) -> float:
