@@ -27,14 +27,16 @@ def _app() -> typer.Typer:
     return app
 
 
+def _write_csv(path: Path, header: list[str], rows: list[list[object]]) -> Path:
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows([header, *rows])
+    return path
+
+
 def _write_routellm(folder: Path, n: int) -> Path:
     table = synthetic_table(n, tiers=2, seed=4)
-    path = folder / "bench.csv"
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["prompt", "weak/model", "strong/model"])
-        for q, (a, b) in zip(table.queries, table.scores, strict=True):
-            w.writerow([q, bool(a), bool(b)])
+    rows = [[q, bool(a), bool(b)] for q, (a, b) in zip(table.queries, table.scores, strict=True)]
+    path = _write_csv(folder / "bench.csv", ["prompt", "weak/model", "strong/model"], rows)
     with (folder / "contaminated_prompts.jsonl").open("w") as fh:
         for q in table.queries[:7]:
             fh.write(json.dumps({"eval_prompt": q, "eval_idx": 0}) + "\n")
@@ -120,13 +122,9 @@ def test_evaluates_a_trained_router_file_without_training(tmp_path: Path) -> Non
 def _write_answers(folder: Path, n: int) -> Path:
     """RouteLLM-format CSV of `answer_table`: the weak model's answers in a `weak_response` column."""
     table = answer_table(n)
-    path = folder / "answers.csv"
-    with path.open("w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["prompt", "weak", "strong", "weak_response"])
-        for q, (weak, strong), answer in zip(table.queries, table.scores, (table.responses or {})["weak"], strict=True):
-            w.writerow([q, bool(weak), bool(strong), answer])
-    return path
+    answers = (table.responses or {})["weak"]
+    rows = [[q, bool(w), bool(s), a] for q, (w, s), a in zip(table.queries, table.scores, answers, strict=True)]
+    return _write_csv(folder / "answers.csv", ["prompt", "weak", "strong", "weak_response"], rows)
 
 
 def test_cascade_reads_the_cheapest_tiers_answer_and_pays_for_it(tmp_path: Path) -> None:
