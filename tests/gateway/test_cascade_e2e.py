@@ -112,3 +112,12 @@ def test_bad_cascade_config_is_a_clear_error(tmp_path, cascade_file):
     foreign = settings_from_dict({"tiers": tiers, "router": {"cascade": {"model": str(tmp_path / "bad.json")}}})
     with pytest.raises(ConfigError, match="not a tierwise-cascade"):
         load_cascade(foreign, ["device"])
+
+
+def test_replayed_answers_each_get_their_own_check(two_tiers):
+    url, device, cloud = two_tiers
+    device.replies = {"What is 6 times 7?": "".join(RIGHT), "What is 6 times 8?": "6 * 8 = <<6*8=46>>46\n#### 46"}
+    kept = _ask(url).json()
+    escalated = _ask(url, [{"role": "user", "content": "What is 6 times 8?"}]).json()
+    assert kept["choices"][0]["message"]["content"] == "".join(RIGHT) and kept["tierwise"]["tier"] == "device"
+    assert escalated["tierwise"]["tier"] == "cloud" and len(cloud.received) == 1

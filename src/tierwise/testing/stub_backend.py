@@ -35,6 +35,7 @@ class StubBehavior:
     received: list[dict[str, Any]] = field(default_factory=list)
     peers: set[int] = field(default_factory=set)  # client ports seen: one per TCP connection the caller opened
     record: bool = True
+    replies: dict[str, str] = field(default_factory=dict)  # last user message → the answer (replays recorded logs)
 
 
 def create_stub_app(behavior: StubBehavior | None = None, *, model: str = "stub-model") -> Starlette:
@@ -61,7 +62,7 @@ def create_stub_app(behavior: StubBehavior | None = None, *, model: str = "stub-
                 return Response(b"{this is not json", media_type="application/json")
             if behavior.mode == "no_choices":
                 return JSONResponse({"id": "x", "object": "chat.completion", "unexpected": True})
-            return JSONResponse(_completion(behavior, model))
+            return JSONResponse(_completion(behavior, model, _pieces_for(behavior, body)))
         return StreamingResponse(_events(behavior, model, body), media_type="text/event-stream")
 
     return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"])])
@@ -89,7 +90,8 @@ async def _events(behavior: StubBehavior, model: str, body: dict[str, Any]) -> A
         yield _sse({"id": "x", "object": "chat.completion.chunk", "unexpected": True})
         return
     yield _sse(_chunk(model, {"role": "assistant", "content": ""}))
-    for i, piece in enumerate(behavior.pieces):
+    pieces = _pieces_for(behavior, body)
+    for i, piece in enumerate(pieces):
         if behavior.mode in {"stall", "break", "error_event"} and i == behavior.after_pieces:
             if behavior.mode == "stall":
                 await asyncio.sleep(3600)
@@ -101,14 +103,21 @@ async def _events(behavior: StubBehavior, model: str, body: dict[str, Any]) -> A
         yield _sse(_chunk(model, {"content": piece, **behavior.extra_delta}))
     yield _sse(_chunk(model, {}, "stop"))
     if (body.get("stream_options") or {}).get("include_usage"):
-        n = len(behavior.pieces)
+        n = len(pieces)
         usage = {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}
         yield _sse({**_chunk(model, {}), "choices": [], "usage": usage})
     yield _sse("[DONE]")
 
 
-def _completion(behavior: StubBehavior, model: str) -> dict[str, Any]:
-    n = len(behavior.pieces)
+def _pieces_for(behavior: StubBehavior, body: dict[str, Any]) -> list[str]:
+    """The recorded reply to the last user message when there is one, else the fixed pieces."""
+    users = [m.get("content") for m in body.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+    last = users[-1] if users and isinstance(users[-1], str) else None
+    return [behavior.replies[last]] if last is not None and last in behavior.replies else behavior.pieces
+
+
+def _completion(behavior: StubBehavior, model: str, pieces: list[str]) -> dict[str, Any]:
+    n = len(pieces)
     return {
         "id": "chatcmpl-stub",
         "object": "chat.completion",
@@ -119,7 +128,7 @@ def _completion(behavior: StubBehavior, model: str) -> dict[str, Any]:
                 "index": 0,
                 "message": {
                     "role": "assistant",
-                    "content": "".join(behavior.pieces),
+                    "content": "".join(pieces),
                     **{key: value * n for key, value in behavior.extra_delta.items()},
                 },
                 "finish_reason": "stop",
