@@ -28,6 +28,7 @@ from tierwise.outcomes import OutcomeTable
 from tierwise.routing.answer_signals import ANSWER_FEATURES, answer_features
 from tierwise.routing.features import CHEAP_FEATURES, cheap_features
 from tierwise.routing.predictors.linear import LogisticPredictor
+from tierwise.routing.selection import fold_ids, out_of_fold
 
 FORMAT = "tierwise-cascade"
 VERSION = 1
@@ -96,10 +97,6 @@ class CascadeCheck:
         )
 
 
-def _fit(X: np.ndarray, y: np.ndarray, *, l2: float) -> LogisticPredictor:
-    return LogisticPredictor(l2=l2).fit(X, y[:, None])
-
-
 def train_cascade(
     table: OutcomeTable, model: str, *, escalate_share: float = 0.3, folds: int = 5, l2: float = 10.0, seed: int = 0
 ) -> CascadeCheck:
@@ -116,14 +113,11 @@ def train_cascade(
         raise ValueError(f"only {len(rows)} rows have both an answer and an outcome of {model!r}")
     X = np.stack([cascade_features(table.queries[i], answers[i]) for i in rows])
     y = y_all[rows]
-    held_out = np.zeros(len(rows))
-    fold_of = np.random.default_rng(seed).permutation(len(rows)) % folds
-    for k in range(folds):
-        test = fold_of == k
-        held_out[test] = _fit(X[~test], y[~test], l2=l2).predict(X[test])[:, 0]
+    # the same out-of-fold machinery as the router's model selection
+    held_out = out_of_fold(lambda: LogisticPredictor(l2=l2), X, y[:, None], fold_ids(len(rows), folds, seed=seed))[:, 0]
     threshold = _threshold_for_share(held_out, escalate_share)
     escalated = held_out < threshold
-    final = _fit(X, y, l2=l2)
+    final = LogisticPredictor(l2=l2).fit(X, y[:, None])
     arrays = final.arrays()
     return CascadeCheck(
         model,
