@@ -20,6 +20,7 @@ from tierwise.evaluation.report import published_key, write_report
 from tierwise.evaluation.runner import prepare_table, run_evaluation, steps
 from tierwise.evaluation.scorers import PredictorScorer, Scorer
 from tierwise.evaluation.setup import (
+    cheapest_answers,
     default_costs,
     default_tiers,
     find_contaminated,
@@ -101,12 +102,11 @@ def eval_command(
         splits = [Split(np.zeros(0, dtype=int), np.arange(len(table)))]
         protocol = f"trained router {router} scored on every row (no training here)"
     else:
-        if cascade and not (table.responses or {}).get(table.models[0]):
-            raise typer.BadParameter(
-                f"the data holds no answers of the cheapest tier {table.models[0]!r} to cascade from "
-                "(RouteLLM GSM8K has <model>_response columns; generic tables a 'response' field)",
-                param_hint="--cascade",
-            )
+        if cascade:
+            try:
+                cheapest_answers(table)  # fail now, not after the other predictors have run
+            except ValueError as err:
+                raise typer.BadParameter(str(err), param_hint="--cascade") from None
         scorers = predictor_scorers(predictors, features=features, cache_dir=cache_dir, cascade=cascade)
         splits = _splits(table, folds=folds, train_size=train_size, seed=seed, repeats=repeats)
         protocol = (

@@ -101,19 +101,23 @@ FEATURES: dict[str, Callable[[Path | None], FeatureFn]] = {
 }
 
 
-def cascade_features(table: OutcomeTable) -> np.ndarray:
-    """What a cascade sees (`tierwise.routing.cascade.cascade_features`) for every row, from the answers of the
-    table's cheapest tier. Raises ValueError when the table holds none."""
-    from tierwise.routing.cascade import cascade_features as features_of
-
+def cheapest_answers(table: OutcomeTable) -> list[str]:
+    """The answer texts of the table's cheapest tier (what a cascade reads); ValueError when it holds none."""
     first = table.models[0]
     answers = (table.responses or {}).get(first)
-    if answers is None:
+    if not answers:
         raise ValueError(
-            f"a cascade needs the answers of the cheapest tier {first!r}, and the data holds none "
+            f"the data holds no answers of the cheapest tier {first!r} to cascade from "
             "(RouteLLM's GSM8K has <model>_response columns; generic tables a 'response' field)"
         )
-    rows = [features_of(q, a) for q, a in zip(table.queries, answers, strict=True)]
+    return answers
+
+
+def cascade_features(table: OutcomeTable) -> np.ndarray:
+    """What a cascade sees (`tierwise.routing.cascade.cascade_features`) for every row of `table`."""
+    from tierwise.routing.cascade import cascade_features as features_of
+
+    rows = [features_of(q, a) for q, a in zip(table.queries, cheapest_answers(table), strict=True)]
     return np.stack(rows) if rows else np.zeros((0, 0), dtype=np.float32)
 
 
