@@ -25,22 +25,15 @@ import numpy as np
 
 from tierwise.config import settings_from_dict
 from tierwise.evaluation.folds import kfold_splits
-from tierwise.evaluation.runner import prepare_table
-from tierwise.evaluation.setup import find_contaminated
+from tierwise.evaluation.setup import evaluation_table
 from tierwise.gateway.app import create_app
-from tierwise.outcomes import OutcomeTable, load_contaminated_prompts, load_outcomes
+from tierwise.outcomes import OutcomeTable
 from tierwise.routing.cascade import train_cascade
 from tierwise.testing.servers import serve_in_thread
 from tierwise.testing.stub_backend import StubBehavior, create_stub_app
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "routellm" / "gsm8k" / "gsm8k_responses.csv"
 WEAK, STRONG = "mistralai/Mixtral-8x7B-Instruct-v0.1", "gpt-4-1106-preview"
-
-
-def _table(path: Path) -> OutcomeTable:
-    contaminated = find_contaminated(path)
-    cont = load_contaminated_prompts(contaminated) if contaminated else None
-    return prepare_table(load_outcomes(path), [WEAK, STRONG], contaminated=cont)[0]
 
 
 def _replay(table: OutcomeTable, model: str) -> StubBehavior:
@@ -88,7 +81,7 @@ def main() -> None:
     parser.add_argument("--escalate-share", type=float, default=0.3)
     parser.add_argument("--clients", type=int, default=8)
     args = parser.parse_args()
-    table = _table(args.data)
+    table = evaluation_table(args.data, [WEAK, STRONG])
     weak, strong = table.scores[:, 0], table.scores[:, 1]
     served_strong = np.zeros(len(table), dtype=bool)
     predicted_strong = np.zeros(len(table), dtype=bool)

@@ -28,21 +28,12 @@ import numpy as np
 
 from tierwise.evaluation.folds import kfold_splits
 from tierwise.evaluation.metrics import apgr, routellm_curve
-from tierwise.evaluation.runner import prepare_table
-from tierwise.evaluation.setup import default_tiers, embedding_features, find_contaminated
-from tierwise.outcomes import OutcomeTable, load_contaminated_prompts, load_outcomes
+from tierwise.evaluation.setup import embedding_features, evaluation_table
+from tierwise.outcomes import OutcomeTable
 from tierwise.routing.predictors.domain_knn import DomainKnnPredictor
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "routellm" / "mmlu"
 FitPredict = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (train rows, test rows) → scores of test rows
-
-
-def _table(path: Path) -> OutcomeTable:
-    raw = load_outcomes(path)
-    names, _ = default_tiers(raw)
-    contaminated = find_contaminated(path)
-    cont = load_contaminated_prompts(contaminated) if contaminated else None
-    return prepare_table(raw, names, contaminated=cont)[0]
 
 
 def _pooled_apgr(table: OutcomeTable, fit_predict: FitPredict) -> tuple[float, np.ndarray]:
@@ -86,7 +77,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--features", default="contextual", choices=["static", "contextual"])
     args = parser.parse_args()
-    table = _table(args.data)
+    table = evaluation_table(args.data)
     gain = table.scores[:, 1] - table.scores[:, 0]
     cats = np.asarray(table.categories)
     domains = np.unique(cats)

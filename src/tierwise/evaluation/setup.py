@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tierwise.evaluation.runner import prepare_table
 from tierwise.evaluation.scorers import FeatureFn, PredictorScorer, Scorer
-from tierwise.outcomes import OutcomeTable
+from tierwise.outcomes import OutcomeTable, load_contaminated_prompts, load_outcomes
 
 CONTAMINATED_FILE = "contaminated_prompts.jsonl"
 
@@ -58,6 +59,15 @@ def find_contaminated(data: Path) -> Path | None:
     folder = data if data.is_dir() else data.parent
     candidate = folder / CONTAMINATED_FILE
     return candidate if candidate.exists() else None
+
+
+def evaluation_table(data: Path, tiers: Sequence[str] | None = None) -> OutcomeTable:
+    """What `tierwise eval` evaluates by default, for scripts: `tiers` (default: every model, weakest first),
+    rows without every outcome dropped, and the contaminated prompts listed beside the data dropped."""
+    raw = load_outcomes(data)
+    names = list(tiers) if tiers is not None else default_tiers(raw)[0]
+    contaminated = find_contaminated(data)
+    return prepare_table(raw, names, contaminated=load_contaminated_prompts(contaminated) if contaminated else None)[0]
 
 
 def hashing_features(table: OutcomeTable, *, dim: int = 1024) -> np.ndarray:
