@@ -142,6 +142,14 @@ def _prefill_points(model: Any, grid: ProfileGrid, *, device: str, log: Callable
     return out
 
 
+def _cache_argument(model: Any) -> str:
+    """The keyword a model's forward takes its KV cache by: `cache` from transformers 5.24 on (which warns about
+    `past_key_values`), `past_key_values` before."""
+    import inspect
+
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _decode_points(
     model: Any, grid: ProfileGrid, *, device: str, compile: bool, log: Callable[[str], None]
 ) -> list[DecodePoint]:
@@ -149,6 +157,7 @@ def _decode_points(
     from transformers import StaticCache
 
     forward = torch.compile(model.forward, mode="reduce-overhead") if compile else model.forward
+    cache_arg = _cache_argument(model)
     run, out = _timer(device), []
     for batch in grid.decode_batches:
         for ctx in grid.decode_contexts:
@@ -159,7 +168,7 @@ def _decode_points(
             def step(ids: Any = ids, pos: Any = pos, cache: Any = cache) -> object:
                 if compile:
                     torch.compiler.cudagraph_mark_step_begin()
-                return forward(input_ids=ids, past_key_values=cache, cache_position=pos, use_cache=True)
+                return forward(input_ids=ids, cache_position=pos, use_cache=True, **{cache_arg: cache})
 
             t0 = time.perf_counter()
             with torch.inference_mode():
