@@ -30,11 +30,24 @@ class CostConfig(_Strict):
     output_per_mtok: float = Field(0.0, ge=0)
 
 
+class CapabilitiesConfig(_Strict):
+    """What a tier can honour, where its backend's default is wrong (None: the backend's default).
+
+    `auto` never sends a request to a tier that would drop part of it; a request pinned to such a tier gets a
+    400 naming what is missing."""
+
+    tools: bool | None = None
+    response_format: bool | None = Field(None, description="json_object / json_schema response formats")
+    images: bool | None = None
+    context_length: int | None = Field(None, ge=1)
+
+
 class _TierBase(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$", max_length=64)
     location: Location
     cost: CostConfig = CostConfig()
     max_concurrent: int = Field(8, ge=1, description="requests served at once; more wait in line")
+    capabilities: CapabilitiesConfig = CapabilitiesConfig()
 
     @field_validator("name")
     @classmethod
@@ -49,6 +62,7 @@ class LlamaCppTierConfig(_TierBase):
 
     backend: Literal["llama_cpp"]
     model_path: Path
+    model: str | None = Field(None, description="the model's name in answers (default: the file name's stem)")
     n_ctx: int = Field(2048, ge=64)
     n_threads: int | None = Field(None, ge=1)
     n_gpu_layers: int = 0
@@ -56,20 +70,29 @@ class LlamaCppTierConfig(_TierBase):
     logits_all: bool = Field(True, description="needed for token logprobs; costs memory")
     max_concurrent: int = Field(1, ge=1, description="llama.cpp contexts are single-threaded: one at a time")
     seed: int | None = None
+    tools_chat_format: str | None = Field(
+        "chatml-function-calling",
+        description="llama-cpp-python chat handler for requests with tools (None: the tier has no tools)",
+    )
 
 
-class OpenAITierConfig(_TierBase):
-    """Any OpenAI-compatible HTTP server: llama.cpp's server, vLLM, SGLang, a provider API."""
-
-    backend: Literal["openai"]
-    base_url: str = Field(pattern=r"^https?://")
-    model: str
+class _HTTPTierBase(_TierBase):
+    dialect: str = Field("vllm", description="how the server differs from OpenAI's API (tiers/translate.py)")
     api_key_env: str | None = None
     connect_timeout_s: float = Field(3.0, gt=0)
     read_timeout_s: float = Field(60.0, gt=0, description="longest silence between two bytes of a response")
     retries: int = Field(2, ge=0, le=10, description="retries on connect errors and 5xx before the first byte")
     retry_backoff_s: float = Field(0.2, ge=0)
     network_rtt_ms: float = Field(0.0, ge=0, description="added to measured speed for latency SLOs")
+
+    @field_validator("dialect")
+    @classmethod
+    def _known_dialect(cls, name: str) -> str:
+        from tierwise.tiers.translate import DIALECTS
+
+        if name not in DIALECTS:
+            raise ValueError(f"unknown dialect {name!r}; known: {', '.join(sorted(DIALECTS))}")
+        return name
 
     def api_key(self) -> str | None:
         """The key from the named environment variable (read at tier start, never stored in config)."""
@@ -81,7 +104,35 @@ class OpenAITierConfig(_TierBase):
         return value
 
 
-TierConfig = Annotated[LlamaCppTierConfig | OpenAITierConfig, Field(discriminator="backend")]
+class OpenAITierConfig(_HTTPTierBase):
+    """Any OpenAI-compatible HTTP server: llama.cpp's server, vLLM, SGLang, a provider API."""
+
+    backend: Literal["openai"]
+    base_url: str = Field(pattern=r"^https?://")
+    model: str
+
+
+class LlamaCppServerTierConfig(_HTTPTierBase):
+    """llama-cpp-python's OpenAI server on a GGUF file, started and stopped by tierwise as its own process.
+
+    It listens on 127.0.0.1:`port` (0: a free port) and is spoken to like any `openai` tier, in the `llama_cpp`
+    dialect; its stderr goes to tierwise's log."""
+
+    backend: Literal["llama_cpp_server"]
+    model_path: Path
+    model: str | None = Field(None, description="the model's name in answers (default: the file name's stem)")
+    port: int = Field(0, ge=0, le=65535)
+    n_ctx: int = Field(2048, ge=64)
+    n_threads: int | None = Field(None, ge=1)
+    dialect: str = "llama_cpp"
+    max_concurrent: int = Field(1, ge=1, description="the server runs one request at a time")
+    startup_timeout_s: float = Field(120.0, gt=0)
+    extra_args: list[str] = Field(default_factory=list, description="more `python -m llama_cpp.server` flags")
+
+
+TierConfig = Annotated[
+    LlamaCppTierConfig | OpenAITierConfig | LlamaCppServerTierConfig, Field(discriminator="backend")
+]
 
 
 class GatewayConfig(_Strict):
@@ -143,7 +194,7 @@ def settings_from_dict(data: object, *, source: str = "config", base_dir: Path |
 def _resolve_paths(settings: Settings, base_dir: Path) -> Settings:
     tiers = [
         t.model_copy(update={"model_path": (base_dir / t.model_path)})
-        if isinstance(t, LlamaCppTierConfig) and not t.model_path.is_absolute()
+        if isinstance(t, LlamaCppTierConfig | LlamaCppServerTierConfig) and not t.model_path.is_absolute()
         else t
         for t in settings.tiers
     ]

@@ -84,6 +84,27 @@ class ChatCompletionRequest(BaseModel):
     def wants_usage_chunk(self) -> bool:
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    @property
+    def uses_tools(self) -> bool:
+        """Tools offered and not switched off (`tool_choice: "none"`), or the legacy `functions`."""
+        extra = self.model_extra or {}
+        if extra.get("functions"):
+            return extra.get("function_call") != "none"
+        return bool(extra.get("tools")) and extra.get("tool_choice") != "none"
+
+    @property
+    def response_format_type(self) -> str | None:
+        """`text`, `json_object`, `json_schema`, or None when the client asked for nothing."""
+        value = (self.model_extra or {}).get("response_format")
+        return str(value.get("type")) if isinstance(value, dict) else None
+
+    @property
+    def has_media(self) -> bool:
+        """Any content part that is not text (an image, audio, a file)."""
+        return any(
+            isinstance(m.content, list) and any(p.type != "text" for p in m.content) for m in self.messages
+        )
+
     def last_user_text(self) -> str:
         for message in reversed(self.messages):
             if message.role == "user":
@@ -154,7 +175,7 @@ class CompletionBuilder:
             "id": completion_id,
             "object": "chat.completion",
             "created": self.top.get("created", int(time.time())),
-            "model": self.top.get("model", model),
+            "model": model,  # the tier's model name, whatever the backend called it
             "choices": [self.choices[i] for i in sorted(self.choices)]
             or [{"index": 0, "message": {"role": "assistant", "content": ""}, "finish_reason": "stop"}],
         }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +13,10 @@ from tierwise.errors import ConfigError
 
 
 def serve(
-    config: Annotated[Path, typer.Option("--config", "-c", help="tiers YAML file")],
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", "-c", help="tiers YAML file (default: SmolLM2-135M on a device and an edge tier)"),
+    ] = None,
     host: Annotated[str | None, typer.Option(help="overrides gateway.host")] = None,
     port: Annotated[int | None, typer.Option(help="overrides gateway.port")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
@@ -21,11 +25,13 @@ def serve(
     """Serve the OpenAI-compatible gateway in front of the configured tiers."""
     import uvicorn
 
+    from tierwise.bundled import default_settings
     from tierwise.config import load_settings
     from tierwise.gateway.app import create_app
 
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        settings = load_settings(config)
+        settings = default_settings() if config is None else load_settings(config)
         _preflight(settings)
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
@@ -45,12 +51,12 @@ def serve(
 
 def _preflight(settings: Settings) -> None:
     """Catch what would make startup fail (missing files, unset keys) before uvicorn starts, with a clear message."""
-    from tierwise.config import LlamaCppTierConfig, OpenAITierConfig
+    from tierwise.config import LlamaCppServerTierConfig, LlamaCppTierConfig, OpenAITierConfig
 
     for tier in settings.tiers:
-        if isinstance(tier, LlamaCppTierConfig) and not tier.model_path.is_file():
+        if isinstance(tier, LlamaCppTierConfig | LlamaCppServerTierConfig) and not tier.model_path.is_file():
             raise ConfigError(f"tier {tier.name!r}: model_path {tier.model_path} does not exist")
-        if isinstance(tier, OpenAITierConfig):
+        if isinstance(tier, OpenAITierConfig | LlamaCppServerTierConfig):
             tier.api_key()  # raises when the named environment variable is unset
     model = settings.router.model
     if model is not None and not model.is_file():

@@ -17,7 +17,7 @@ from tierwise.errors import NoTierAvailable, TierwiseError, UpstreamError
 from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.protocol import ChatCompletionRequest
-from tierwise.tiers.base import Chunk, Tier, TierRejected
+from tierwise.tiers.base import Chunk, Tier, TierRejected, TierRequestFailed
 
 log = logging.getLogger("tierwise.gateway")
 
@@ -70,7 +70,10 @@ class Dispatcher:
                 reason = err.message if isinstance(err, TierwiseError) else f"{type(err).__name__}: {err}"
                 if not isinstance(err, TierwiseError):
                     log.exception("tier %s failed unexpectedly", name)
-                self._record_failure(name, reason, kind=type(err).__name__)
+                if isinstance(err, TierRequestFailed):  # the request's fault, not the tier's
+                    self.metrics.errors.labels(name, type(err).__name__).inc()
+                else:
+                    self._record_failure(name, reason, kind=type(err).__name__)
                 failed.append({"tier": name, "error": reason, "code": getattr(err, "code", None) or "error"})
                 continue
             served.failed = failed
@@ -157,4 +160,7 @@ def _exhausted(failed: list[dict[str, str]], skipped: dict[str, str], excluded: 
     detail = "; ".join(parts) or "no tier to try"
     if failed and all(f.get("code") == "bad_upstream_response" for f in failed):
         return UpstreamError(f"every tier failed: {detail}")
+    if failed and not skipped and not excluded and all(f.get("code") == TierRequestFailed.code for f in failed):
+        # every tier tried is healthy and failed on this request, and none was left out: the request is at fault
+        return TierRequestFailed(f"no tier could process this request: {detail}")
     return NoTierAvailable(f"no tier could serve the request: {detail}")

@@ -7,16 +7,28 @@ data and the budget still do (they are promises to someone other than the client
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tierwise.errors import ModelNotFound, PolicyRefused, RateLimited
+from tierwise.errors import InvalidRequest, ModelNotFound, PolicyRefused, RateLimited, TierwiseError
 from tierwise.gateway.state import GatewayState
 from tierwise.protocol import ChatCompletionRequest
 from tierwise.routing.policy import PolicyOutcome, apply_policies
 from tierwise.routing.router import NoTierAvailable, RouteRequest
 
-PINNED_POLICIES = {"personal_data", "budget"}
+
+def _unsupported(tier: str, reason: str) -> TierwiseError:
+    return InvalidRequest(f"tier {tier!r} {reason}; choose another tier or model='auto'", code="unsupported_capability")
+
+
+# The policies that bind a pinned request too (promises to someone other than the client, or a request the tier
+# would silently mangle), and the error each answers with.
+PINNED_POLICIES: dict[str, Callable[[str, str], TierwiseError]] = {
+    "personal_data": lambda tier, reason: PolicyRefused(f"tier {tier!r} refused: {reason}"),
+    "budget": lambda tier, reason: RateLimited(f"tier {tier!r} refused: {reason}", code="daily_budget_exceeded"),
+    "capability": _unsupported,
+}
 
 
 @dataclass
@@ -37,6 +49,7 @@ def plan_route(state: GatewayState, chat: ChatCompletionRequest, api_key: str | 
         conversation=outbound_text(chat),
         api_key=api_key,
         max_tokens=chat.token_limit,
+        unsupported={name: tier.capabilities.missing_for(chat) for name, tier in state.tiers.items()},
     )
     outcome = apply_policies(
         request,
@@ -85,10 +98,7 @@ def outbound_text(chat: ChatCompletionRequest) -> str:
 def _pinned(tier: str, outcome: PolicyOutcome) -> RoutePlan:
     policy = outcome.excluded_by.get(tier)
     if policy in PINNED_POLICIES:
-        reason = outcome.excluded[tier]
-        if policy == "budget":
-            raise RateLimited(f"tier {tier!r} refused: {reason}", code="daily_budget_exceeded")
-        raise PolicyRefused(f"tier {tier!r} refused: {reason}")
+        raise PINNED_POLICIES[policy](tier, outcome.excluded[tier])
     info: dict[str, Any] = {"router": "pinned", "tier": tier, "reasons": [f"the request names tier {tier!r}"]}
     if outcome.pii_kinds:
         info["personal_data"] = sorted(outcome.pii_kinds)
@@ -97,6 +107,8 @@ def _pinned(tier: str, outcome: PolicyOutcome) -> RoutePlan:
 
 def _refuse(outcome: PolicyOutcome) -> None:
     detail = "; ".join(f"{name}: {why}" for name, why in outcome.excluded.items())
+    if set(outcome.excluded_by.values()) == {"capability"}:
+        raise InvalidRequest(f"no tier can serve this request: {detail}", code="unsupported_capability")
     if outcome.status_code == 429:
         raise RateLimited(f"no tier within today's budget: {detail}", code="daily_budget_exceeded")
     raise NoTierAvailable(f"no tier may serve this request: {detail}", excluded=outcome.excluded)

@@ -14,7 +14,7 @@ from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.routing.budget import BudgetLedger
 from tierwise.routing.cascade import CascadeCheck
 from tierwise.routing.router import Router, TierView
-from tierwise.tiers.base import Tier
+from tierwise.tiers.base import Tier, TierHealth
 
 log = logging.getLogger("tierwise.gateway")
 
@@ -59,13 +59,18 @@ class GatewayState:
         return views
 
     async def probe(self) -> dict[str, dict[str, object]]:
-        """Probe every tier at once; probes feed the health trackers (a failed probe marks a tier down)."""
+        """Probe every idle tier at once; probes feed the health trackers (a failed probe marks a tier down).
+
+        A tier with requests in flight is not probed: its requests already report its health, and a probe can
+        disturb serving (llama.cpp's server ends a running stream early when another request arrives)."""
         names = list(self.tiers)
-        results = await asyncio.gather(*(self.tiers[n].health() for n in names))
+        results = await asyncio.gather(*(self._probe_one(n) for n in names))
         report: dict[str, dict[str, object]] = {}
         for name, result in zip(names, results, strict=True):
             tracker = self.health[name]
-            if result.healthy:
+            if result is None:
+                result = TierHealth(True, f"serving {tracker.in_flight} request(s): not probed")
+            elif result.healthy:
                 if tracker.is_down:
                     log.info("tier %s is back", name)
                 tracker.record_success()
@@ -81,3 +86,8 @@ class GatewayState:
                 "location": self.tiers[name].location,
             }
         return report
+
+    async def _probe_one(self, name: str) -> TierHealth | None:
+        if self.health[name].in_flight > 0:
+            return None
+        return await self.tiers[name].health()

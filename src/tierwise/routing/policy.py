@@ -84,6 +84,12 @@ def personal_data_policy(ctx: PolicyContext, tiers: list[TierView]) -> dict[str,
     return {t.name: reason for t in tiers if t.location not in PRIVATE_LOCATIONS[rule]}
 
 
+def capability_policy(ctx: PolicyContext, tiers: list[TierView]) -> dict[str, str]:
+    """Tiers that would drop part of the request (tools, a response format, images) or cannot fit it are out."""
+    unsupported = ctx.request.unsupported
+    return {t.name: f"cannot honour {', '.join(unsupported[t.name])}" for t in tiers if unsupported.get(t.name)}
+
+
 def saturation_policy(ctx: PolicyContext, tiers: list[TierView]) -> dict[str, str]:
     """A tier at its in-flight limit sheds load to the others (only while another tier remains)."""
     out: dict[str, str] = {}
@@ -128,6 +134,7 @@ def budget_policy(ctx: PolicyContext, tiers: list[TierView]) -> dict[str, str]:
 POLICIES: dict[str, Policy] = {
     "health": health_policy,
     "personal_data": personal_data_policy,
+    "capability": capability_policy,
     "saturation": saturation_policy,
     "latency": latency_policy,
     "budget": budget_policy,

@@ -7,7 +7,7 @@ learned router trained from outcome logs) live behind it and are chosen by name 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,8 @@ class RouteRequest:
     conversation: str  # every message's text, joined: what would leave the device
     api_key: str | None = None
     max_tokens: int | None = None
+    # tier name -> what the request needs that the tier cannot honour (tools, a JSON schema, images, context)
+    unsupported: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
 @dataclass

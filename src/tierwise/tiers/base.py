@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from tierwise.errors import TierwiseError, UpstreamError
+from tierwise.tiers.capabilities import Capabilities
 
 if TYPE_CHECKING:
     from tierwise.config import CostConfig, TierConfig
@@ -22,6 +24,16 @@ class TierUnavailable(TierwiseError):
     status = 503
     error_type = "service_unavailable"
     code = "tier_unavailable"
+
+
+class TierRequestFailed(TierUnavailable):
+    """The tier answered 5xx to this request while its health probe passes: most likely the request broke it
+    (llama.cpp's server answers 500 to what it cannot handle). Another tier may still serve it, but the failure
+    does not count against this tier's health; if no tier serves it the client gets a 422."""
+
+    status = 422
+    error_type = "invalid_request_error"
+    code = "upstream_request_failed"
 
 
 class TierStreamBroken(UpstreamError):
@@ -77,8 +89,18 @@ class Tier(ABC):
 
     @property
     def model_name(self) -> str:
-        """The model behind this tier, as its backend calls it."""
+        """The model behind this tier, as answers name it (every chunk's `model`)."""
         return self.name
+
+    def default_capabilities(self) -> Capabilities:
+        """What this backend can honour when the config says nothing; backends override this."""
+        return Capabilities()
+
+    @cached_property
+    def capabilities(self) -> Capabilities:
+        """The backend's defaults with the config's `capabilities:` overrides applied."""
+        overrides = {k: v for k, v in self.config.capabilities.model_dump().items() if v is not None}
+        return replace(self.default_capabilities(), **overrides)
 
     async def start(self) -> None:  # noqa: B027 - optional hook, most tiers need nothing
         """Acquire resources (load a model, open connections). Called once before serving."""

@@ -5,17 +5,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import re
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from tierwise.tiers.base import Chunk, Tier, TierHealth, TierRejected, TierStreamBroken, TierUnavailable
+from tierwise.tiers.base import (
+    Chunk,
+    Tier,
+    TierHealth,
+    TierRejected,
+    TierRequestFailed,
+    TierStreamBroken,
+    TierUnavailable,
+)
+from tierwise.tiers.capabilities import Capabilities
+from tierwise.tiers.translate import Dialect, dialect_named, http_payload
+from tierwise.tiers.usage import PromptOverhead
 
 if TYPE_CHECKING:
     from tierwise.config import OpenAITierConfig
     from tierwise.protocol import ChatCompletionRequest
+
+log = logging.getLogger("tierwise.tiers")
 
 # Errors worth another attempt at the same server: nothing was sent back, so a retry cannot duplicate output.
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.PoolTimeout)
@@ -36,10 +51,20 @@ class OpenAIHTTPTier(Tier):
         super().__init__(config)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+        self.dialect: Dialect = dialect_named(config.dialect)
+        self.prompt_overhead = PromptOverhead()  # for streams whose server reports no usage
 
     @property
     def model_name(self) -> str:
         return self.config.model
+
+    def default_capabilities(self) -> Capabilities:
+        # A server in the llama.cpp dialect parses no tool calls: tools would be dropped, not refused.
+        return Capabilities(tools=self.dialect.name != "llama_cpp", images=self.dialect.name != "llama_cpp")
+
+    @property
+    def base_url(self) -> str:
+        return self.config.base_url
 
     async def start(self) -> None:
         cfg = self.config
@@ -48,7 +73,7 @@ class OpenAIHTTPTier(Tier):
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self._client = httpx.AsyncClient(
-            base_url=cfg.base_url.rstrip("/") + "/",
+            base_url=self.base_url.rstrip("/") + "/",
             headers=headers,
             timeout=httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s),
             limits=httpx.Limits(max_connections=cfg.max_concurrent * 2, max_keepalive_connections=cfg.max_concurrent),
@@ -77,20 +102,8 @@ class OpenAIHTTPTier(Tier):
             return TierHealth(False, f"GET /models answered {response.status_code}", latency_ms)
         return TierHealth(True, "ok", latency_ms)
 
-    def _payload(self, request: ChatCompletionRequest) -> dict[str, Any]:
-        payload = request.model_dump(exclude_none=True)
-        payload["model"] = self.config.model
-        if request.stream:
-            # Ask for usage in the last chunk: the gateway counts tokens and cost from it.
-            payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
-        else:
-            # The client waits for the whole answer anyway: one JSON body is cheaper to carry than an event
-            # stream, and it arrives as a single chunk (a failure is then always "before the first chunk").
-            payload.pop("stream_options", None)
-        return payload
-
     async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
-        content = _encode(self.name, self._payload(request))
+        content = _encode(self.name, http_payload(request, self.dialect, model=self.config.model))
         cfg = self.config
         headers = {"Content-Type": "application/json"}
         for attempt in range(cfg.retries + 1):
@@ -100,15 +113,19 @@ class OpenAIHTTPTier(Tier):
                     if response.status_code >= 500 and attempt < cfg.retries:
                         await asyncio.sleep(cfg.retry_backoff_s * 2**attempt)
                         continue
+                    if response.status_code >= 500:
+                        await self._raise_for_server_error(response)
                     await _raise_for_status(self.name, response)
                     content_chunks, usage_seen = 0, False
                     async for chunk in _read_chunks(self.name, response):
                         yielded = True
-                        usage_seen = usage_seen or bool(chunk.get("usage"))
+                        if chunk.get("usage"):
+                            usage_seen = True
+                            self._learn_overhead(request, chunk["usage"])
                         content_chunks += any((c.get("delta") or {}).get("content") for c in chunk["choices"])
                         yield chunk
                 if not usage_seen:  # e.g. llama.cpp's Python server ignores stream_options
-                    yield _estimated_usage(request, content_chunks)
+                    yield self.prompt_overhead.usage_chunk(request, completion_tokens=content_chunks)
                 return
             except _RETRYABLE as err:
                 if yielded:
@@ -128,6 +145,26 @@ class OpenAIHTTPTier(Tier):
                 raise TierUnavailable(f"tier {self.name!r}: {_describe(err)}") from err
 
 
+    def _learn_overhead(self, request: ChatCompletionRequest, usage: dict[str, Any]) -> None:
+        prompt_tokens = usage.get("prompt_tokens")
+        if isinstance(prompt_tokens, int) and not usage.get("estimated"):
+            self.prompt_overhead.observe(request, prompt_tokens)
+
+    async def _raise_for_server_error(self, response: httpx.Response) -> None:
+        """A 5xx after every retry. If the server still answers its health probe, the request itself broke it
+        (llama.cpp's server answers 500 to requests it cannot handle): that does not count against the tier. If
+        the probe fails too, the tier is in trouble. Either way another tier may serve."""
+        message = await _upstream_message(response)
+        probe = await self.health()
+        if probe.healthy:
+            log.warning("tier %s answered %d to a request while healthy: %s", self.name, response.status_code, message)
+            raise TierRequestFailed(
+                f"tier {self.name!r} could not process this request (it answered {response.status_code} while "
+                f"healthy): {message}"
+            )
+        raise TierUnavailable(f"tier {self.name!r} answered {response.status_code}: {message}")
+
+
 def _encode(tier: str, payload: dict[str, Any]) -> bytes:
     """The request body; what cannot be encoded (JSON nested deeper than the encoder allows, NaN, a lone
     surrogate) is the request's fault, so it is rejected as such instead of counting as this tier's failure."""
@@ -138,34 +175,39 @@ def _encode(tier: str, payload: dict[str, Any]) -> bytes:
         raise TierRejected(f"the request cannot be sent to tier {tier!r} as JSON: {reason}", status=400) from None
 
 
-def _estimated_usage(request: ChatCompletionRequest, content_chunks: int) -> Chunk:
-    """Usage for servers that report none: one token per content chunk, ~4 characters per prompt token."""
-    prompt_tokens = max(1, round(len(request.conversation_text()) / 4))
-    return {
-        "object": "chat.completion.chunk",
-        "choices": [],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": content_chunks,
-            "total_tokens": prompt_tokens + content_chunks,
-            "estimated": True,
-        },
-    }
-
-
 def _describe(err: Exception) -> str:
     text = str(err)
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 
 
+# Upstream error texts may carry a traceback: file paths and code lines say nothing to a client and leak the
+# server's layout. What is kept is the text before the traceback, with any remaining file path elided.
+_TRACEBACK_START = re.compile(r'^\s*(Traceback \(most recent call last\)|File ")', re.MULTILINE)
+_FILE_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.\-]+){2,}")
+_MAX_UPSTREAM_MESSAGE = 300
+
+
+async def _upstream_message(response: httpx.Response) -> str:
+    body = (await response.aread()).decode("utf-8", "replace")[:20_000]
+    try:
+        message = str(json.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        message = body or response.reason_phrase
+    return clean_upstream_message(message)
+
+
+def clean_upstream_message(message: str) -> str:
+    """An upstream error message without its traceback or file paths, on one line, at most 300 characters."""
+    match = _TRACEBACK_START.search(message)
+    text = message[: match.start()] if match else message
+    text = " ".join(_FILE_PATH.sub("…", text).split()) or "no detail given"
+    return text if len(text) <= _MAX_UPSTREAM_MESSAGE else text[: _MAX_UPSTREAM_MESSAGE - 1] + "…"
+
+
 async def _raise_for_status(tier: str, response: httpx.Response) -> None:
     if response.status_code == 200:
         return
-    body = (await response.aread()).decode("utf-8", "replace")[:500]
-    try:
-        message = json.loads(body)["error"]["message"]
-    except (ValueError, KeyError, TypeError):
-        message = body or response.reason_phrase
+    message = await _upstream_message(response)
     detail = f"tier {tier!r} answered {response.status_code}: {message}"
     # 429 and 5xx are the tier's trouble (another tier may serve); other 4xx are the request's.
     if response.status_code == 429 or response.status_code >= 500:
@@ -185,6 +227,8 @@ async def _read_chunks(tier: str, response: httpx.Response) -> AsyncIterator[Chu
             continue  # blank separators, comments (": ping"), event names
         data = line[5:].strip()
         if data == "[DONE]":
+            if not finished:  # llama.cpp's server ends interrupted streams with [DONE] and no finish_reason
+                raise TierStreamBroken(f"tier {tier!r} ended its stream (with [DONE]) before finishing the answer")
             await _drain(lines)
             return
         chunk = _parse(tier, data)

@@ -24,7 +24,17 @@ def _openai(config: TierConfig) -> Tier:
     return OpenAIHTTPTier(config)  # type: ignore[arg-type]
 
 
-BACKENDS: dict[str, Callable[[TierConfig], Tier]] = {"llama_cpp": _llama_cpp, "openai": _openai}
+def _llama_cpp_server(config: TierConfig) -> Tier:
+    from tierwise.tiers.llama_cpp_server import LlamaCppServerTier
+
+    return LlamaCppServerTier(config)  # type: ignore[arg-type]
+
+
+BACKENDS: dict[str, Callable[[TierConfig], Tier]] = {
+    "llama_cpp": _llama_cpp,
+    "openai": _openai,
+    "llama_cpp_server": _llama_cpp_server,
+}
 
 
 def build_tier(config: TierConfig) -> Tier:

@@ -8,11 +8,13 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from tierwise.errors import InvalidRequest, TierwiseError
+from tierwise.gateway.disconnect import cancel_on_disconnect
 from tierwise.gateway.dispatch import Served
 from tierwise.gateway.errors import invalid_request_from
 from tierwise.gateway.escalation import plan_escalation
@@ -22,6 +24,7 @@ from tierwise.protocol import ChatCompletionRequest, CompletionBuilder, error_bo
 
 log = logging.getLogger("tierwise.gateway")
 router = APIRouter()
+_CLOSE_TIMEOUT_S = 10.0
 
 
 @router.post("/v1/chat/completions", response_model=None)
@@ -32,7 +35,9 @@ async def chat_completions(request: Request) -> JSONResponse | StreamingResponse
     plan = plan_route(state, chat, api_key)
     if chat.stream:
         return await _stream(state, chat, plan, api_key)
-    return await _complete(state, chat, plan, api_key)
+    # Nothing is sent before the whole answer exists: without this, an abandoned request keeps its tier busy
+    # generating an answer nobody will read.
+    return await cancel_on_disconnect(request, _complete(state, chat, plan, api_key))
 
 
 async def _parse(request: Request) -> ChatCompletionRequest:
@@ -170,20 +175,23 @@ async def _stream(
 async def _events(
     state: GatewayState, chat: ChatCompletionRequest, served: Served, report: dict[str, Any], api_key: str | None
 ) -> AsyncIterator[bytes]:
-    completion_id = new_completion_id()
+    same = {"id": new_completion_id(), "model": served.tier.model_name}  # every chunk names the same answer
     try:
-        yield _sse({**served.first, "id": completion_id, "tierwise": report})
+        yield _sse({**served.first, **same, "tierwise": report})
         async for chunk in served.rest:
             if not chunk.get("choices") and not chat.wants_usage_chunk:
                 continue  # the usage-only chunk goes out only when the client asked for it
-            yield _sse({**chunk, "id": completion_id})
+            yield _sse({**chunk, **same})
     except TierwiseError as err:
         yield _sse(error_body(err.message, error_type=err.error_type, code=err.code))
     except Exception:
         log.exception("stream from tier %s failed", served.tier.name)
         yield _sse(error_body("internal error in tierwise while streaming", error_type="server_error"))
     finally:
-        await served.rest.aclose()  # type: ignore[attr-defined]
+        # A client that went away cancels this generator; the tier's stream must still be closed (its slot and
+        # model freed), so the close is shielded from that cancellation, and bounded.
+        with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
+            await served.rest.aclose()  # type: ignore[attr-defined]
         if served.usage:
             _charge(state, served, served.usage, api_key)
     yield b"data: [DONE]\n\n"

