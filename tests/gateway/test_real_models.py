@@ -46,8 +46,20 @@ def gateway() -> Iterator[str]:
         yield url
 
 
+_clients: list[openai.OpenAI] = []
+
+
 def sdk(url: str, *, timeout: float = 60) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=timeout)
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=timeout)
+    _clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield  # a client left to the garbage collector warns about its pooled sockets
+    while _clients:
+        _clients.pop().close()
 
 
 def in_flight(url: str) -> dict[str, float]:

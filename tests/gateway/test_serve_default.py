@@ -63,6 +63,7 @@ def test_serve_without_a_config_answers_from_real_models_and_stops_cleanly():
         edge = client.chat.completions.create(
             model="edge", messages=[{"role": "user", "content": "What is 2 + 3?"}], temperature=0, max_tokens=16)
         assert "5" in edge.choices[0].message.content
+        client.close()
         servers = _children(process.pid)
         assert servers, "the edge tier's llama.cpp server is not a child of the gateway"
 

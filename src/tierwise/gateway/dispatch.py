@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import anyio
 
 from tierwise.errors import NoTierAvailable, TierwiseError, UpstreamError
 from tierwise.gateway.health import TierHealthTracker
@@ -24,13 +26,27 @@ log = logging.getLogger("tierwise.gateway")
 
 @dataclass
 class Served:
-    """A tier that has started answering: its first chunk, and a stream of the rest."""
+    """A tier that has started answering: its first chunk, and a stream of the rest.
+
+    It holds the tier's concurrency slot and its stream until `aclose()` — which must be called on every path,
+    whether `rest` was read to the end, abandoned half-way, or never started (a client gone before the response
+    began): an async generator that never started does not run its `finally` when closed."""
 
     tier: Tier
     first: Chunk
     rest: AsyncIterator[Chunk]
     failed: list[dict[str, str]] = field(default_factory=list)  # tiers tried before, and why they failed
     usage: dict[str, Any] | None = None  # filled in when the stream ends
+    finish: Callable[[str], None] = field(default=lambda outcome: None, repr=False)  # frees the slot, once
+    stream: AsyncIterator[Chunk] | None = field(default=None, repr=False)  # the tier's own generator
+
+    async def aclose(self) -> None:
+        """Free everything the answer holds; shielded from cancellation (the caller may be being cancelled)."""
+        with anyio.CancelScope(shield=True):
+            await self.rest.aclose()  # type: ignore[attr-defined]
+            self.finish("cancelled")  # no-op if `rest` finished
+            if self.stream is not None:
+                await self.stream.aclose()  # type: ignore[attr-defined]
 
 
 class Dispatcher:
@@ -96,23 +112,43 @@ class Dispatcher:
             raise UpstreamError(f"tier {name!r} ended its answer without sending anything") from None
         except BaseException:
             self._release(name, slot)
-            await stream.aclose()  # type: ignore[attr-defined]
+            with anyio.CancelScope(shield=True):  # the tier frees its model even if this request is cancelled
+                await stream.aclose()  # type: ignore[attr-defined]
             raise
         ttft_s = time.perf_counter() - started
         self.metrics.ttft.labels(name).observe(ttft_s)
         self.health[name].record_ttft(ttft_s * 1000)
-        served = Served(tier=tier, first=first, rest=_empty())
-        served.rest = self._rest(served, stream, slot, started)
+        self.metrics.in_flight.labels(name).inc()
+        served = Served(tier=tier, first=first, rest=_empty(), stream=stream)
+        _note_usage(served, first)
+        served.finish = self._finisher(served, slot, started)
+        served.rest = self._rest(served, stream)
         return served
 
-    async def _rest(
-        self, served: Served, stream: AsyncIterator[Chunk], slot: asyncio.Semaphore, started: float
-    ) -> AsyncIterator[Chunk]:
+    def _finisher(self, served: Served, slot: asyncio.Semaphore, started: float) -> Callable[[str], None]:
+        """Frees the slot and records the outcome, once, however the answer ended."""
         name = served.tier.name
-        self.metrics.in_flight.labels(name).inc()
+        done = False
+
+        def finish(outcome: str) -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            self._release(name, slot)
+            self.metrics.in_flight.labels(name).dec()
+            self.metrics.requests.labels(name, outcome).inc()
+            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
+            if served.usage:
+                self.metrics.tokens.labels(name, "prompt").inc(served.usage.get("prompt_tokens") or 0)
+                self.metrics.tokens.labels(name, "completion").inc(served.usage.get("completion_tokens") or 0)
+
+        return finish
+
+    async def _rest(self, served: Served, stream: AsyncIterator[Chunk]) -> AsyncIterator[Chunk]:
+        name = served.tier.name
         outcome = "error"
         try:
-            _note_usage(served, served.first)
             async for chunk in stream:
                 _note_usage(served, chunk)
                 yield chunk
@@ -125,14 +161,9 @@ class Dispatcher:
             outcome = "cancelled"  # the client went away; not the tier's fault
             raise
         finally:
-            self._release(name, slot)
-            self.metrics.in_flight.labels(name).dec()
-            self.metrics.requests.labels(name, outcome).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
-            if served.usage:
-                self.metrics.tokens.labels(name, "prompt").inc(served.usage.get("prompt_tokens") or 0)
-                self.metrics.tokens.labels(name, "completion").inc(served.usage.get("completion_tokens") or 0)
-            await stream.aclose()  # type: ignore[attr-defined]
+            served.finish(outcome)
+            with anyio.CancelScope(shield=True):
+                await stream.aclose()  # type: ignore[attr-defined]
 
     def _release(self, name: str, slot: asyncio.Semaphore) -> None:
         slot.release()

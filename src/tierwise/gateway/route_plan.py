@@ -71,16 +71,11 @@ def plan_route(state: GatewayState, chat: ChatCompletionRequest, api_key: str | 
 
 
 def outbound_text(chat: ChatCompletionRequest) -> str:
-    """Every text that leaves with the request: message contents, then whatever else is passed through unread
-    (`user`, `metadata`, `tools`, a message's `name` or `tool_calls`, extra fields of content parts), so that the
-    personal-data policy sees all of it, not only the contents."""
-    extras: list[Any] = [chat.model_extra, chat.stop]
-    for message in chat.messages:
-        extras.append(message.model_extra)
-        if isinstance(message.content, list):
-            extras.extend(part.model_extra for part in message.content)
-    texts = [chat.conversation_text()]
-    stack = [e for e in extras if e]
+    """Every key and value the client sent, as text: what any tier's payload is made of (a dialect only renames
+    or maps fields), so the personal-data policy sees all of it — contents, `user`, `metadata`, tools, a numeric
+    `seed`, `stream_options`, a content part's `type` — not a list of fields chosen for scanning."""
+    texts: list[str] = []
+    stack: list[Any] = [chat.model_dump(exclude_unset=True)]
     while stack:  # iterative: client JSON may be nested as deep as the parser allows
         value = stack.pop()
         if isinstance(value, dict):
@@ -92,7 +87,7 @@ def outbound_text(chat: ChatCompletionRequest) -> str:
             texts.append(value)
         elif isinstance(value, int | float) and not isinstance(value, bool):
             texts.append(str(value))  # a phone number sent as a JSON number is still a phone number
-    return "\n".join(texts)
+    return "\n".join(reversed(texts))
 
 
 def _pinned(tier: str, outcome: PolicyOutcome) -> RoutePlan:

@@ -12,6 +12,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
+from starlette.types import Receive, Scope, Send
 
 from tierwise.errors import InvalidRequest, TierwiseError
 from tierwise.gateway.disconnect import cancel_on_disconnect
@@ -33,10 +34,10 @@ async def chat_completions(request: Request) -> JSONResponse | StreamingResponse
     api_key = state.auth.key_of(request)
     chat = await _parse(request)
     plan = plan_route(state, chat, api_key)
+    # Until the first byte of the answer is sent, only a listener notices a client that left: without it an
+    # abandoned request keeps its tier busy generating an answer nobody will read.
     if chat.stream:
-        return await _stream(state, chat, plan, api_key)
-    # Nothing is sent before the whole answer exists: without this, an abandoned request keeps its tier busy
-    # generating an answer nobody will read.
+        return await cancel_on_disconnect(request, _stream(state, chat, plan, api_key))
     return await cancel_on_disconnect(request, _complete(state, chat, plan, api_key))
 
 
@@ -165,11 +166,28 @@ async def _stream(
     served = await state.dispatcher.open(
         chat, plan.order, skip_down=not plan.pinned, excluded=plan.info.get("excluded")
     )
-    return StreamingResponse(
+    return _ServedStream(
+        served,
         _events(state, chat, served, _report(plan, served), api_key),
         media_type="text/event-stream",
         headers={**_headers(served), "Cache-Control": "no-cache"},
     )
+
+
+class _ServedStream(StreamingResponse):
+    """A streamed answer that frees its tier however the response ends, even if its body was never started
+    (a client gone before the first byte: the event generator then never runs its own cleanup)."""
+
+    def __init__(self, served: Served, content: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.served = served
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
+                await self.served.aclose()
 
 
 async def _events(
@@ -191,7 +209,7 @@ async def _events(
         # A client that went away cancels this generator; the tier's stream must still be closed (its slot and
         # model freed), so the close is shielded from that cancellation, and bounded.
         with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
-            await served.rest.aclose()  # type: ignore[attr-defined]
+            await served.aclose()
         if served.usage:
             _charge(state, served, served.usage, api_key)
     yield b"data: [DONE]\n\n"
