@@ -83,6 +83,8 @@ class _HTTPTierBase(_TierBase):
     read_timeout_s: float = Field(60.0, gt=0, description="longest silence between two bytes of a response")
     retries: int = Field(2, ge=0, le=10, description="retries on connect errors and 5xx before the first byte")
     retry_backoff_s: float = Field(0.2, ge=0)
+    max_answer_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="bytes read from the server per answer")
+    max_answer_s: float = Field(600.0, gt=0, description="longest one answer may take, start to end")
     network_rtt_ms: float = Field(0.0, ge=0, description="added to measured speed for latency SLOs")
 
     @field_validator("dialect")

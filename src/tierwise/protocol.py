@@ -137,6 +137,8 @@ class CompletionBuilder:
         self.choices: dict[int, dict[str, Any]] = {}
         self.top: dict[str, Any] = {}
         self.usage: dict[str, Any] | None = None
+        # (choice index, field) -> pieces, joined once in build(): concatenating as chunks arrive is quadratic
+        self._pieces: dict[tuple[int, str], list[str]] = {}
 
     def add(self, chunk: dict[str, Any]) -> None:
         for key, value in chunk.items():
@@ -160,7 +162,7 @@ class CompletionBuilder:
             if key == "tool_calls":
                 _merge_tool_calls(message.setdefault("tool_calls", []), value)
             elif isinstance(value, str) and key != "role":
-                message[key] = (message.get(key) or "") + value
+                self._pieces.setdefault((index, key), []).append(value)
             else:
                 message[key] = value
         if choice.get("logprobs"):
@@ -170,6 +172,8 @@ class CompletionBuilder:
             slot["finish_reason"] = choice["finish_reason"]
 
     def build(self, *, completion_id: str, model: str) -> dict[str, Any]:
+        for (index, key), pieces in self._pieces.items():
+            self.choices[index]["message"][key] = "".join(pieces)
         body: dict[str, Any] = {
             **{k: v for k, v in self.top.items() if k not in {"object", "id"}},
             "id": completion_id,

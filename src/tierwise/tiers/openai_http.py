@@ -117,7 +117,8 @@ class OpenAIHTTPTier(Tier):
                         await self._raise_for_server_error(response)
                     await _raise_for_status(self.name, response)
                     content_chunks, usage_seen = 0, False
-                    async for chunk in _read_chunks(self.name, response):
+                    bounds = _AnswerBounds(self.name, max_bytes=cfg.max_answer_bytes, max_seconds=cfg.max_answer_s)
+                    async for chunk in _read_chunks(self.name, response, bounds):
                         yielded = True
                         if chunk.get("usage"):
                             usage_seen = True
@@ -215,13 +216,61 @@ async def _raise_for_status(tier: str, response: httpx.Response) -> None:
     raise TierRejected(detail, status=response.status_code)
 
 
-async def _read_chunks(tier: str, response: httpx.Response) -> AsyncIterator[Chunk]:
+class _AnswerBounds:
+    """How much of one answer may still be read: bytes and wall time. A backend that never ends its body, or
+    trickles bytes forever (so that `read_timeout_s` never fires), is cut off here instead of growing the gateway."""
+
+    def __init__(self, tier: str, *, max_bytes: int, max_seconds: float) -> None:
+        self.tier = tier
+        self.bytes_left = max_bytes
+        self.max_bytes = max_bytes
+        self.max_seconds = max_seconds
+        self.deadline = time.monotonic() + max_seconds
+
+    def take(self, data: bytes) -> None:
+        self.bytes_left -= len(data)
+        if self.bytes_left < 0:
+            raise TierBadResponse(f"tier {self.tier!r} sent an answer over {self.max_bytes} bytes (max_answer_bytes)")
+        if time.monotonic() > self.deadline:
+            raise TierStreamBroken(f"tier {self.tier!r} took longer than {self.max_seconds:g} s (max_answer_s)")
+
+
+async def _bounded_body(response: httpx.Response, bounds: _AnswerBounds) -> bytes:
+    parts = []
+    async for data in response.aiter_bytes():
+        bounds.take(data)
+        parts.append(data)
+    return b"".join(parts)
+
+
+async def _bounded_lines(response: httpx.Response, bounds: _AnswerBounds) -> AsyncIterator[str]:
+    """The body's lines; a line is never longer than what the bounds still allow (httpx's own line reader
+    buffers a line without end for ever)."""
+    pending: list[bytes] = []  # the unfinished line, joined only once its end arrives
+    async for data in response.aiter_bytes():
+        bounds.take(data)
+        pending.append(data)
+        if b"\n" not in data:
+            continue
+        *lines, rest = b"".join(pending).split(b"\n")
+        pending = [rest] if rest else []
+        for line in lines:
+            yield line.rstrip(b"\r").decode("utf-8", "replace")
+    if pending:
+        yield b"".join(pending).decode("utf-8", "replace")
+
+
+async def _read_chunks(tier: str, response: httpx.Response, bounds: _AnswerBounds) -> AsyncIterator[Chunk]:
     """Parse server-sent events, or a plain JSON completion from a server that ignored `stream`."""
-    if response.headers.get("content-type", "").startswith("application/json"):
-        yield _completion_to_chunk(tier, _parse(tier, await response.aread()))
+    content_type = response.headers.get("content-type", "")
+    if content_type.startswith("application/json"):
+        yield _completion_to_chunk(tier, _parse(tier, await _bounded_body(response, bounds)))
         return
+    if not content_type.startswith("text/event-stream"):
+        raise TierBadResponse(f"tier {tier!r} answered 200 with {content_type or 'no content type'}, "
+                              "not JSON or an event stream")
     finished = False
-    lines = response.aiter_lines()
+    lines = _bounded_lines(response, bounds)
     async for line in lines:
         if not line.startswith("data:"):
             continue  # blank separators, comments (": ping"), event names
