@@ -144,6 +144,9 @@ class GatewayConfig(_Strict):
     port: int = Field(8000, ge=0, le=65535)
     api_keys: list[str] = Field(default_factory=list, description="accepted bearer keys; empty: no auth")
     api_keys_env: str | None = Field(None, description="environment variable with comma-separated keys")
+    allowed_hosts: list[str] | None = Field(
+        None, description="Host names served (DNS rebinding); None: loopback only without keys, any with keys"
+    )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     failure_threshold: int = Field(3, ge=1, description="consecutive failures that mark a tier down")
     cooldown_s: float = Field(5.0, gt=0, description="how long a down tier is skipped before a probe")

@@ -47,6 +47,19 @@ def test_healthz_reports_each_tier(stub_backend, run_gateway):
     assert body["tiers"]["cloud"]["healthy"] is False and body["tiers"]["cloud"]["available"] is False
 
 
+def test_healthz_answers_from_state_and_keeps_details_for_key_holders(stub_backend, run_gateway):
+    base, behavior = stub_backend
+    url = run_gateway({"tiers": [openai_tier("edge", base)], "gateway": {"api_keys": ["sk-good"]}})
+    probes_at_start = behavior.models_calls
+    for _ in range(200):  # an open endpoint must not relay each call to the backends
+        anonymous = httpx.get(f"{url}/healthz")
+    assert behavior.models_calls - probes_at_start <= 2  # only the background prober's own probes
+    assert anonymous.status_code == 200
+    assert anonymous.json() == {"status": "ok", "tiers": {"edge": {"available": True}}}
+    keyed = httpx.get(f"{url}/healthz", headers={"Authorization": "Bearer sk-good"}).json()
+    assert keyed["tiers"]["edge"]["detail"] == "ok" and keyed["tiers"]["edge"]["location"] == "edge"
+
+
 def test_metrics_count_requests_tokens_and_errors(stub_backend, run_gateway):
     base, _ = stub_backend
     url = run_gateway({"tiers": [openai_tier("edge", base)]})

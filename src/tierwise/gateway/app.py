@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from tierwise.config import Settings
 from tierwise.errors import ConfigError
 from tierwise.gateway.auth import ApiKeyAuth
+from tierwise.gateway.browser_guard import BrowserGuard, default_allowed_hosts
 from tierwise.gateway.dispatch import Dispatcher
 from tierwise.gateway.errors import install_error_handlers
 from tierwise.gateway.health import TierHealthTracker
@@ -43,6 +44,7 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
                 started.append(tier)
             app.state.tierwise = state
             app.state.metrics = state.metrics
+            await state.probe()  # /healthz answers from probe results: have one before serving
             prober = asyncio.create_task(_probe_forever(state), name="tierwise-health-prober")
             try:
                 yield
@@ -60,6 +62,12 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
     app = FastAPI(title="tierwise", version="0.1.0", lifespan=lifespan, **docs)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.gateway.max_body_bytes)
+    allowed = settings.gateway.allowed_hosts
+    app.add_middleware(
+        BrowserGuard,
+        allowed_hosts=frozenset(h.lower() for h in allowed) if allowed is not None
+        else default_allowed_hosts(keyed=keyed, listen_host=settings.gateway.host),
+    )
     for module in (chat, models, health, metrics):
         app.include_router(module.router)
     return app

@@ -19,6 +19,14 @@ class ApiKeyAuth:
     def enabled(self) -> bool:
         return bool(self._keys)
 
+    def accepts(self, request: Request) -> bool:
+        """Would `key_of` let this request through (always, with auth off)?"""
+        try:
+            self.key_of(request)
+        except AuthenticationFailed:
+            return False
+        return True
+
     def key_of(self, request: Request) -> str | None:
         """The caller's key if it is valid (None when auth is off); raises AuthenticationFailed otherwise."""
         if not self._keys:

@@ -36,12 +36,14 @@ def serve(
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
-    gateway = settings.gateway
+    overrides = {"host": host, "port": port}
+    gateway = settings.gateway.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = settings.model_copy(update={"gateway": gateway})  # the app knows where it listens (allowed hosts)
     app = create_app(settings)
     uvicorn.run(
         app,
-        host=host or gateway.host,
-        port=gateway.port if port is None else port,
+        host=gateway.host,
+        port=gateway.port,
         log_level=log_level,
         access_log=access_log,
         # uvicorn's own keep-alive default (5 s) drops pooled client connections; clients reuse them longer.

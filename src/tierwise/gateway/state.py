@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from tierwise.config import Settings
 from tierwise.gateway.auth import ApiKeyAuth
@@ -30,6 +30,7 @@ class GatewayState:
     auth: ApiKeyAuth
     ledger: BudgetLedger
     cascade: CascadeCheck | None = None
+    last_probe: dict[str, TierHealth] = field(default_factory=dict)  # tier -> its latest probe's result
 
     def ttft_estimates_ms(self) -> dict[str, float]:
         """Measured time to first token plus the configured network round trip, for tiers measured so far."""
@@ -58,14 +59,13 @@ class GatewayState:
             )
         return views
 
-    async def probe(self) -> dict[str, dict[str, object]]:
+    async def probe(self) -> None:
         """Probe every idle tier at once; probes feed the health trackers (a failed probe marks a tier down).
 
         A tier with requests in flight is not probed: its requests already report its health, and a probe can
         disturb serving (llama.cpp's server ends a running stream early when another request arrives)."""
         names = list(self.tiers)
         results = await asyncio.gather(*(self._probe_one(n) for n in names))
-        report: dict[str, dict[str, object]] = {}
         for name, result in zip(names, results, strict=True):
             tracker = self.health[name]
             if result is None:
@@ -77,14 +77,24 @@ class GatewayState:
             elif not tracker.is_down or tracker.available():
                 tracker.record_failure(result.detail, immediately=True)
             self.metrics.tier_up.labels(name).set(1 if tracker.available() else 0)
-            report[name] = {
-                "healthy": result.healthy,
-                "available": tracker.available(),
-                "state": tracker.describe(),
-                "detail": result.detail,
-                "latency_ms": None if result.latency_ms is None else round(result.latency_ms, 2),
-                "location": self.tiers[name].location,
-            }
+            self.last_probe[name] = result
+
+    def health_report(self, *, detailed: bool) -> dict[str, dict[str, object]]:
+        """Each tier's health as the probes and requests have left it (no upstream call is made for this).
+        Without `detailed` only availability: error texts and latencies are not for anonymous callers."""
+        report: dict[str, dict[str, object]] = {}
+        for name, tracker in self.health.items():
+            entry: dict[str, object] = {"available": tracker.available()}
+            probe = self.last_probe.get(name)
+            if detailed:
+                entry |= {
+                    "healthy": probe.healthy if probe else None,
+                    "state": tracker.describe(),
+                    "detail": probe.detail if probe else "not probed yet",
+                    "latency_ms": None if probe is None or probe.latency_ms is None else round(probe.latency_ms, 2),
+                    "location": self.tiers[name].location,
+                }
+            report[name] = entry
         return report
 
     async def _probe_one(self, name: str) -> TierHealth | None:

@@ -36,12 +36,14 @@ class StubBehavior:
     peers: set[int] = field(default_factory=set)  # client ports seen: one per TCP connection the caller opened
     record: bool = True
     replies: dict[str, str] = field(default_factory=dict)  # last user message → the answer (replays recorded logs)
+    models_calls: int = 0  # GET /v1/models seen (health probes)
 
 
 def create_stub_app(behavior: StubBehavior | None = None, *, model: str = "stub-model") -> Starlette:
     behavior = behavior or StubBehavior()
 
     async def models(request: Request) -> Response:
+        behavior.models_calls += 1
         return JSONResponse({"object": "list", "data": [{"id": model, "object": "model", "owned_by": "stub"}]})
 
     async def chat(request: Request) -> Response:

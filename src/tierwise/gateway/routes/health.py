@@ -1,4 +1,9 @@
-"""`GET /healthz`: probes every tier now; 200 while at least one tier is available, else 503."""
+"""`GET /healthz`: 200 while at least one tier is available, else 503 — from the state the probes keep.
+
+No upstream call is made per request (an open endpoint must not be a relay that hammers the backends with the
+gateway's keys). With API keys configured, a caller without a valid key learns only the overall status and which
+tiers are available; details (probe texts, latencies, locations) need a key.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ router = APIRouter()
 
 @router.get("/healthz")
 async def healthz(request: Request) -> JSONResponse:
-    tiers = await request.app.state.tierwise.probe()
+    state = request.app.state.tierwise
+    tiers = state.health_report(detailed=state.auth.accepts(request))
     available = [name for name, t in tiers.items() if t["available"]]
     status = "ok" if len(available) == len(tiers) else "degraded" if available else "down"
     return JSONResponse({"status": status, "tiers": tiers}, status_code=200 if available else 503)
