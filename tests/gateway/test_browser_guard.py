@@ -28,7 +28,8 @@ def test_an_api_post_that_is_not_json_is_refused(stub_backend, run_gateway):
                           headers={"Content-Type": content_type})
         assert form.status_code == 415, content_type
         assert form.json()["error"]["code"] == "unsupported_media_type"
-    ok = httpx.post(f"{url}/v1/chat/completions", json=BODY, headers={"Content-Type": "application/json; charset=utf-8"})
+    ok = httpx.post(f"{url}/v1/chat/completions", json=BODY,
+                    headers={"Content-Type": "application/json; charset=utf-8"})
     assert ok.status_code == 200 and len(behavior.received) == 1
 
 
