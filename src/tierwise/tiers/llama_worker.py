@@ -1,0 +1,399 @@
+"""The device tier's worker process: one llama.cpp model answering one request at a time over a pipe.
+
+A crash inside llama.cpp (SIGSEGV, SIGILL on a CPU feature the build assumed, an abort) ends this process, not the
+gateway. The worker checks its pipe before every token it samples, so a `Cancel` stops a request within one
+token, and it ends every request with `Done` or `Failed`: that reply, not the client's generator, hands the
+slot back to the pool. The parent's side of the pipe is `WorkerProcess`.
+
+Workers start with multiprocessing's "spawn" (a fresh interpreter; forking a process that runs an event loop and
+threads is unsafe), which imports the main module again: a script that starts the tier needs the usual
+`if __name__ == "__main__":` guard. Usage, in the parent::
+
+    worker = WorkerProcess(settings, name="tierwise-device", loop=loop, on_idle=..., on_exit=...)
+    await asyncio.to_thread(worker.launch); await worker.ready
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
+    from multiprocessing.process import BaseProcess
+
+    from llama_cpp import Llama
+
+log = logging.getLogger("tierwise.tiers")
+
+_EXIT_WAIT_S = 5.0  # how long a worker whose pipe closed may take to end before it is killed
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What the worker needs to load its model (plain values: they cross the process boundary by pickle)."""
+
+    model_path: str
+    n_ctx: int
+    n_threads: int | None
+    n_gpu_layers: int
+    chat_format: str | None
+    logits_all: bool
+    seed: int | None
+
+
+@dataclass(frozen=True)
+class Generate:  # parent → worker
+    request_id: int
+    arguments: dict[str, Any]  # for `create_chat_completion`, or for the chat handler named below
+    chat_handler: str | None = None
+
+
+@dataclass(frozen=True)
+class Cancel:  # parent → worker; ignored unless that request is still running
+    request_id: int
+
+
+@dataclass(frozen=True)
+class Close:  # parent → worker
+    pass
+
+
+@dataclass(frozen=True)
+class Ready:  # worker → parent: the model is loaded
+    pass
+
+
+@dataclass(frozen=True)
+class Piece:  # worker → parent: one chat.completion.chunk
+    request_id: int
+    chunk: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Done:  # worker → parent: the request ended (finished or cancelled); the worker is free
+    request_id: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Failed:  # worker → parent: llama.cpp raised; the worker is free
+    request_id: int | None  # None: the model did not load
+    message: str
+
+
+class _Cancelled(Exception):
+    """Raised from inside llama.cpp's sampling loop to stop it: the parent cancelled, closed or went away."""
+
+
+class _LengthReached(Exception):
+    """The request's token limit was reached on a path where llama-cpp-python ignores `max_tokens`."""
+
+
+class _Guard:
+    """Runs around each token the model samples: stops cancelled requests and counts what was computed."""
+
+    def __init__(self, conn: Connection, request_id: int) -> None:
+        self.conn = conn
+        self.request_id = request_id
+        self.prompt_tokens: int | None = None
+        self.completion_tokens = 0
+        self.limit: int | None = None
+        self.closing = False
+
+    def before_sample(self, model: Llama) -> None:
+        if self.prompt_tokens is None:
+            self.prompt_tokens = model.n_tokens  # the evaluated prompt, as llama.cpp tokenised it
+        if self.limit is not None and self.completion_tokens >= self.limit:
+            raise _LengthReached
+        try:
+            while self.conn.poll():
+                message = self.conn.recv()
+                self.closing = self.closing or isinstance(message, Close)
+                if self.closing or (isinstance(message, Cancel) and message.request_id == self.request_id):
+                    raise _Cancelled
+        except (EOFError, OSError):  # the parent is gone: nobody reads the answer
+            self.closing = True
+            raise _Cancelled from None
+
+    def after_sample(self, *, ends_turn: bool) -> None:
+        # Every token generated for the request, the tool handler's internal steps included; the end-of-turn
+        # token is left out, as llama-cpp-python leaves it out of its own usage.
+        if not ends_turn:
+            self.completion_tokens += 1
+
+
+def serve(conn: Connection, settings: WorkerSettings) -> None:
+    """The worker process's entry point: load the model, say `Ready` (or `Failed`), answer until `Close`."""
+    try:
+        model = _load(settings)
+    except Exception as err:  # reported to the parent, which raises ConfigError from start()
+        conn.send(Failed(None, f"{type(err).__name__}: {err}"))
+        return
+    try:
+        conn.send(Ready())
+        while True:
+            message = conn.recv()
+            if isinstance(message, Close) or (isinstance(message, Generate) and not _answer(model, conn, message)):
+                return
+    except (EOFError, OSError):  # the parent is gone: nobody to answer
+        return
+    finally:
+        model.close()
+
+
+def _load(settings: WorkerSettings) -> Llama:
+    from llama_cpp import Llama, llama_vocab_is_eog
+
+    class GuardedLlama(Llama):
+        # `sample` runs once per generated token on every path (plain chat, grammars, every step of the tool
+        # handler), unlike a logits processor, which llama-cpp-python 0.3 runs through an untested ctypes hook.
+        guard: _Guard | None = None
+
+        def sample(self, *args: Any, **kwargs: Any) -> int:
+            if self.guard is not None:
+                self.guard.before_sample(self)
+            token = int(super().sample(*args, **kwargs))
+            if self.guard is not None:
+                self.guard.after_sample(ends_turn=llama_vocab_is_eog(self._model.vocab, token))
+            return token
+
+    return GuardedLlama(
+        model_path=settings.model_path,
+        n_ctx=settings.n_ctx,
+        n_threads=settings.n_threads,
+        n_gpu_layers=settings.n_gpu_layers,
+        chat_format=settings.chat_format,
+        logits_all=settings.logits_all,
+        seed=settings.seed if settings.seed is not None else 0xFFFFFFFF,
+        verbose=False,
+    )
+
+
+def _answer(model: Llama, conn: Connection, job: Generate) -> bool:
+    """Serve one request, always ending it with `Done` or `Failed`; False when the worker should exit."""
+    guard = _Guard(conn, job.request_id)
+    model.guard = guard  # type: ignore[attr-defined]
+    try:
+        for chunk in _chunks(model, dict(job.arguments), job.chat_handler, guard):
+            conn.send(Piece(job.request_id, _to_plain(chunk)))
+    except _Cancelled:
+        pass  # the parent stopped listening; Done below still frees the slot
+    except Exception as err:  # llama.cpp refused (e.g. the prompt exceeds the context): the request fails
+        conn.send(Failed(job.request_id, f"{type(err).__name__}: {err}"))
+        return not guard.closing
+    finally:
+        model.guard = None  # type: ignore[attr-defined]
+    conn.send(Done(job.request_id, guard.prompt_tokens or 0, guard.completion_tokens))
+    return not guard.closing
+
+
+def _chunks(model: Llama, arguments: dict[str, Any], chat_handler: str | None, guard: _Guard) -> Iterator[Any]:
+    if chat_handler is None:
+        yield from model.create_chat_completion(**arguments)
+        return
+    from llama_cpp import llama_chat_format
+
+    handler = llama_chat_format.get_chat_completion_handler(chat_handler)
+    if (seed := arguments.pop("seed", None)) is not None:
+        model.set_seed(seed)  # the tool handler drops `seed`; its completions draw from the model's
+    if arguments.get("tool_choice") != "auto":
+        yield from handler(llama=model, **arguments)
+        return
+    # "auto": the handler cannot stream a tool call, and it runs unbounded (max_tokens=None) while deciding.
+    guard.limit = arguments.get("max_tokens")
+    try:
+        answer: dict[str, Any] = handler(llama=model, **{**arguments, "stream": False})  # type: ignore[assignment]
+    except _LengthReached:
+        yield _chunk({}, finish_reason="length")
+        return
+    finally:
+        guard.limit = None
+    calls = answer["choices"][0]["message"].get("tool_calls")
+    if calls:
+        yield _chunk({"role": "assistant", "content": None})
+        for index, call in enumerate(calls):
+            yield _chunk({"tool_calls": [{"index": index, **call}]})
+        yield _chunk({}, finish_reason="tool_calls")
+        return
+    # It chose to answer in words, but llama-cpp-python 0.3.36 writes that answer under its follow-up grammar
+    # (only a tool name or the end of the turn): it comes back empty. The words are written as a plain turn.
+    yield from handler(llama=model, **{**arguments, "tool_choice": "none"})
+
+
+def _chunk(delta: dict[str, Any], *, finish_reason: str | None = None) -> dict[str, Any]:
+    # `id` and `model` are stamped by the parent, like on every other chunk.
+    return {"id": "", "object": "chat.completion.chunk", "created": int(time.time()), "model": "",
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}]}
+
+
+def _to_plain(value: Any) -> Any:
+    """llama.cpp hands back numpy floats in logprobs; JSON needs plain Python numbers."""
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_plain(v) for v in value]
+    if hasattr(value, "item") and not isinstance(value, str | bytes):
+        return value.item()
+    return value
+
+
+# ---- the parent's side ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exited:
+    """Posted by the parent's reader thread when the worker's pipe closes: the process has ended."""
+
+    exitcode: int | None
+
+    def describe(self) -> str:
+        if self.exitcode is None:
+            return "exit status unknown"
+        if self.exitcode < 0:
+            try:
+                return f"killed by {signal.Signals(-self.exitcode).name}"
+            except ValueError:
+                return f"killed by signal {-self.exitcode}"
+        return f"exit code {self.exitcode}"
+
+
+class WorkerFailed(Exception):
+    """The worker could not load its model, or died before it was ready."""
+
+
+@dataclass
+class Job:
+    """One request on one worker: its replies arrive in `replies`, ending with `Done`, `Failed` or `Exited`."""
+
+    request_id: int
+    replies: asyncio.Queue[Piece | Done | Failed | Exited]
+
+
+class WorkerProcess:
+    """The parent's handle on one worker process; a thread reads the pipe and hands replies to the event loop.
+
+    `on_idle` runs when a request ends (the worker can take the next), `on_exit` when the process has ended."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        name: str,
+        loop: asyncio.AbstractEventLoop,
+        on_idle: Callable[[WorkerProcess], None],
+        on_exit: Callable[[WorkerProcess, Exited], None],
+    ) -> None:
+        self.settings = settings
+        self.name = name
+        self.ready: asyncio.Future[Ready] = loop.create_future()
+        self.job: Job | None = None
+        self.exited: Exited | None = None
+        self._loop = loop
+        self._on_idle = on_idle
+        self._on_exit = on_exit
+        self._process: BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._reader: threading.Thread | None = None
+        self._killed = False
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def launch(self) -> None:
+        """Start the process and its reader thread (blocks for the fork/exec: call it from a thread)."""
+        # spawn, not fork: the parent runs an event loop and threads, which a forked child would inherit half-way.
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(target=serve, args=(child_conn, self.settings), name=self.name, daemon=True)
+        self._process.start()
+        child_conn.close()  # else the parent keeps the pipe open and never sees the worker's end of it
+        if self._killed:  # kill() came while the process was starting
+            self._process.kill()
+        self._reader = threading.Thread(target=self._read, name=f"{self.name}-reader", daemon=True)
+        self._reader.start()
+
+    def begin(self, request_id: int, arguments: dict[str, Any], chat_handler: str | None) -> Job:
+        self.job = Job(request_id, asyncio.Queue())
+        self._send(Generate(request_id, arguments, chat_handler))
+        return self.job
+
+    def cancel(self, job: Job) -> None:
+        """Stop `job` if it is still running. Synchronous, so it works from a cancelled task's `finally`."""
+        if self.job is job:
+            self._send(Cancel(job.request_id))
+
+    def kill(self) -> None:
+        """Kill the process now, or as soon as `launch` has started it. Does not block."""
+        self._killed = True
+        if self._process is not None and self._process.pid is not None:
+            self._process.kill()
+
+    def stop(self, timeout_s: float) -> None:
+        """Ask the worker to exit; kill it if it has not within `timeout_s`. Blocks: call it from a thread."""
+        self._send(Close())
+        if self._process is not None:
+            self._process.join(timeout_s)
+            if self._process.is_alive():
+                self._process.kill()
+                self._process.join(timeout_s)
+        if self._reader is not None:
+            self._reader.join(timeout_s)
+        if self._conn is not None:
+            self._conn.close()
+
+    def _send(self, message: Generate | Cancel | Close) -> None:
+        with contextlib.suppress(OSError):  # the worker is gone; the reader thread reports how
+            if self._conn is not None:
+                self._conn.send(message)
+
+    def _read(self) -> None:
+        assert self._conn is not None and self._process is not None
+        try:
+            while True:
+                self._post(self._conn.recv())
+        except (EOFError, OSError):
+            pass
+        except Exception:  # an unreadable reply: the pipe can no longer be trusted
+            log.exception("worker %s sent an unreadable reply; killing it", self.name)
+            self._process.kill()
+        self._process.join(_EXIT_WAIT_S)  # the pipe closes as the process ends: this wait is short
+        if self._process.is_alive():  # it closed the pipe but lingers: it cannot serve any more
+            self._process.kill()
+            self._process.join()
+        self._post(Exited(self._process.exitcode))
+
+    def _post(self, message: object) -> None:
+        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits for this worker any more
+            self._loop.call_soon_threadsafe(self._deliver, message)
+
+    def _deliver(self, message: object) -> None:
+        if isinstance(message, Ready):
+            if not self.ready.done():
+                self.ready.set_result(message)
+        elif isinstance(message, Failed) and message.request_id is None:
+            if not self.ready.done():
+                self.ready.set_exception(WorkerFailed(message.message))
+        elif isinstance(message, Exited):
+            self.exited = message
+            if not self.ready.done():
+                self.ready.set_exception(WorkerFailed(f"the worker died while loading ({message.describe()})"))
+            job, self.job = self.job, None
+            if job is not None:
+                job.replies.put_nowait(message)
+            self._on_exit(self, message)
+        elif isinstance(message, Piece | Done | Failed) and self.job and message.request_id == self.job.request_id:
+            self.job.replies.put_nowait(message)
+            if not isinstance(message, Piece):
+                self.job = None
+                self._on_idle(self)
