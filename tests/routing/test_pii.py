@@ -7,17 +7,19 @@ import pytest
 from tierwise.routing.pii import cn_id_valid, detect_pii, luhn_valid, pii_kinds_found
 
 
-def _cn_id(prefix17: str) -> str:
+def cn_id_with_check(prefix17: str) -> str:
+    """The 17 digits with their check character (shared with test_pii_forms)."""
     weights = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
     return prefix17 + "10X98765432"[sum(int(d) * w for d, w in zip(prefix17, weights, strict=True)) % 11]
 
 
-def _luhn_complete(prefix: str) -> str:
+def luhn_completed(prefix: str) -> str:
+    """The prefix with the digit that makes it pass Luhn."""
     return next(prefix + d for d in "0123456789" if luhn_valid(prefix + d))
 
 
-VALID_ID = _cn_id("11010519491231002")  # check character X
-VALID_ID_DIGIT = _cn_id("44030419900101123")
+VALID_ID = cn_id_with_check("11010519491231002")  # check character X
+VALID_ID_DIGIT = cn_id_with_check("44030419900101123")
 
 
 @pytest.mark.parametrize(
@@ -37,7 +39,7 @@ VALID_ID_DIGIT = _cn_id("44030419900101123")
         (f"id {VALID_ID_DIGIT}.", "cn_id"),
         ("card 4111 1111 1111 1111 exp 12/30", "bank_card"),
         ("card 5500-0000-0000-0004", "bank_card"),
-        (f"unionpay {_luhn_complete('622202123456789012')}", "bank_card"),
+        (f"unionpay {luhn_completed('622202123456789012')}", "bank_card"),
         ("我的邮箱li@example.cn谢谢", "email"),
         ("server at 192.168.1.20:8080", "ip"),
         ("The VPN gateway is at 192.168.10.24.", "ip"),
