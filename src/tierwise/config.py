@@ -47,6 +47,8 @@ class _TierBase(_Strict):
     location: Location
     cost: CostConfig = CostConfig()
     max_concurrent: int = Field(8, ge=1, description="requests served at once; more wait in line")
+    max_queue: int = Field(64, ge=0, description="requests waiting for a slot; past it: the next tier, or 503")
+    queue_timeout_s: float = Field(60.0, gt=0, description="longest wait for a slot before the next tier, or 503")
     capabilities: CapabilitiesConfig = CapabilitiesConfig()
 
     @field_validator("name")

@@ -9,13 +9,18 @@ class TierwiseError(Exception):
     status: int = 500
     error_type: str = "server_error"
     code: str | None = None
+    retry_after_s: float | None = None  # sent as Retry-After: when trying again may succeed
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, retry_after_s: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
         if code is not None:
             self.code = code
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
 
 
 class ConfigError(TierwiseError):

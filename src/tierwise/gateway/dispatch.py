@@ -15,11 +15,11 @@ from typing import Any
 
 import anyio
 
-from tierwise.errors import NoTierAvailable, TierwiseError, UpstreamError
+from tierwise.errors import NoTierAvailable, RateLimited, TierwiseError, UpstreamError
 from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.protocol import ChatCompletionRequest
-from tierwise.tiers.base import Chunk, Tier, TierRejected, TierRequestFailed
+from tierwise.tiers.base import Chunk, Tier, TierBusy, TierRateLimited, TierRejected, TierRequestFailed
 
 log = logging.getLogger("tierwise.gateway")
 
@@ -59,6 +59,7 @@ class Dispatcher:
         self.health = health
         self.metrics = metrics
         self._slots = {name: asyncio.Semaphore(t.config.max_concurrent) for name, t in tiers.items()}
+        self._waiting = dict.fromkeys(tiers, 0)  # requests queued for a slot, per tier
 
     async def open(
         self,
@@ -66,7 +67,7 @@ class Dispatcher:
         order: Sequence[str],
         *,
         skip_down: bool = True,
-        failed: list[dict[str, str]] | None = None,
+        failed: list[dict[str, Any]] | None = None,
         excluded: dict[str, str] | None = None,
     ) -> Served:
         """Try tiers in `order`; return the first that yields a chunk. Tiers marked down are skipped.
@@ -86,11 +87,14 @@ class Dispatcher:
                 reason = err.message if isinstance(err, TierwiseError) else f"{type(err).__name__}: {err}"
                 if not isinstance(err, TierwiseError):
                     log.exception("tier %s failed unexpectedly", name)
-                if isinstance(err, TierRequestFailed):  # the request's fault, not the tier's
+                if isinstance(err, TierRequestFailed | TierBusy):  # the request's fault, or load: not a fault
                     self.metrics.errors.labels(name, type(err).__name__).inc()
                 else:
                     self._record_failure(name, reason, kind=type(err).__name__)
-                failed.append({"tier": name, "error": reason, "code": getattr(err, "code", None) or "error"})
+                failure = {"tier": name, "error": reason, "code": getattr(err, "code", None) or "error"}
+                if getattr(err, "retry_after_s", None) is not None:
+                    failure["retry_after_s"] = err.retry_after_s  # type: ignore[attr-defined]
+                failed.append(failure)
                 continue
             served.failed = failed
             if failed:
@@ -98,10 +102,30 @@ class Dispatcher:
             return served
         raise _exhausted(failed, skipped, excluded or {})
 
+    async def _acquire(self, name: str) -> asyncio.Semaphore:
+        """A concurrency slot of the tier, waiting in its bounded queue; `TierBusy` when full or too slow."""
+        slot, config = self._slots[name], self.tiers[name].config
+        if slot.locked() and self._waiting[name] >= config.max_queue:
+            self.metrics.queue_rejections.labels(name).inc()
+            raise TierBusy(f"tier {name!r} is busy: {self._waiting[name]} requests already wait (max_queue)",
+                           retry_after_s=1)
+        self._waiting[name] += 1
+        self.metrics.queued.labels(name).inc()
+        try:
+            async with asyncio.timeout(config.queue_timeout_s):
+                await slot.acquire()
+        except TimeoutError:
+            self.metrics.queue_rejections.labels(name).inc()
+            raise TierBusy(f"tier {name!r} is busy: no slot within {config.queue_timeout_s:g} s (queue_timeout_s)",
+                           retry_after_s=1) from None
+        finally:
+            self._waiting[name] -= 1
+            self.metrics.queued.labels(name).dec()
+        return slot
+
     async def _start(self, name: str, request: ChatCompletionRequest) -> Served:
         tier = self.tiers[name]
-        slot = self._slots[name]
-        await slot.acquire()
+        slot = await self._acquire(name)
         self.health[name].in_flight += 1
         started = time.perf_counter()
         stream = tier.generate(request)
@@ -184,7 +208,7 @@ async def _empty() -> AsyncIterator[Chunk]:
     yield  # pragma: no cover - makes this an async generator
 
 
-def _exhausted(failed: list[dict[str, str]], skipped: dict[str, str], excluded: dict[str, str]) -> TierwiseError:
+def _exhausted(failed: list[dict[str, Any]], skipped: dict[str, str], excluded: dict[str, str]) -> TierwiseError:
     parts = [f"{f['tier']}: {f['error']}" for f in failed] + [f"{n}: {why}" for n, why in skipped.items()]
     # why the other tiers were never tried (e.g. personal data may not go to the cloud): part of a clear refusal
     parts += [f"{n}: not tried: {why}" for n, why in excluded.items() if n not in skipped]
@@ -194,4 +218,8 @@ def _exhausted(failed: list[dict[str, str]], skipped: dict[str, str], excluded: 
     if failed and not skipped and not excluded and all(f.get("code") == TierRequestFailed.code for f in failed):
         # every tier tried is healthy and failed on this request, and none was left out: the request is at fault
         return TierRequestFailed(f"no tier could process this request: {detail}")
-    return NoTierAvailable(f"no tier could serve the request: {detail}")
+    waits = [f["retry_after_s"] for f in failed if f.get("retry_after_s") is not None]
+    retry_after = min(waits) if waits else None
+    if failed and all(f.get("code") == TierRateLimited.code for f in failed):
+        return RateLimited(f"rate limited: {detail}", code=TierRateLimited.code, retry_after_s=retry_after)
+    return NoTierAvailable(f"no tier could serve the request: {detail}", retry_after_s=retry_after)

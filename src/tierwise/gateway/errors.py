@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -44,8 +45,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def on_tierwise_error(request: Request, err: Exception) -> JSONResponse:
         assert isinstance(err, TierwiseError)
         count(err.status)
-        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-        return error_response(err, headers=headers)
+        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else {}
+        if err.retry_after_s is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(err.retry_after_s)))
+        return error_response(err, headers=headers or None)
 
     async def on_validation_error(request: Request, err: Exception) -> JSONResponse:
         assert isinstance(err, RequestValidationError)

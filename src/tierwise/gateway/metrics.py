@@ -39,4 +39,8 @@ class GatewayMetrics:
         self.tokens = Counter("tierwise_tokens", "Tokens, by tier and kind (prompt|completion)", ["tier", "kind"],
                               registry=r)
         self.in_flight = Gauge("tierwise_in_flight_requests", "Requests being served", ["tier"], registry=r)
+        self.queued = Gauge("tierwise_queued_requests", "Requests waiting for a tier's slot", ["tier"], registry=r)
+        self.queue_rejections = Counter(
+            "tierwise_queue_rejections", "Requests turned away by a full or slow tier queue", ["tier"], registry=r
+        )
         self.tier_up = Gauge("tierwise_tier_up", "1 if the tier is considered available", ["tier"], registry=r)

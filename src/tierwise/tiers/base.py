@@ -36,6 +36,21 @@ class TierRequestFailed(TierUnavailable):
     code = "upstream_request_failed"
 
 
+class TierBusy(TierUnavailable):
+    """The tier's admission queue is full (or a slot did not free up in time): another tier may serve; this is
+    load, not a fault, so it does not count against the tier's health. Answered with 503 and Retry-After."""
+
+    code = "tier_busy"
+
+
+class TierRateLimited(TierUnavailable):
+    """The tier answered 429: another tier may serve; if none does, the client gets 429 with its Retry-After."""
+
+    status = 429
+    error_type = "rate_limit_error"
+    code = "upstream_rate_limited"
+
+
 class TierStreamBroken(UpstreamError):
     """The tier failed after it had started answering; what was sent cannot be taken back."""
 

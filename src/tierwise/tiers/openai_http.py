@@ -17,6 +17,7 @@ from tierwise.tiers.base import (
     Chunk,
     Tier,
     TierHealth,
+    TierRateLimited,
     TierRejected,
     TierRequestFailed,
     TierStreamBroken,
@@ -205,13 +206,23 @@ def clean_upstream_message(message: str) -> str:
     return text if len(text) <= _MAX_UPSTREAM_MESSAGE else text[: _MAX_UPSTREAM_MESSAGE - 1] + "…"
 
 
+def _retry_after(response: httpx.Response) -> float | None:
+    """Retry-After in seconds (only the delta-seconds form; an HTTP date is rare from API servers)."""
+    try:
+        return max(0.0, float(response.headers.get("retry-after", "")))
+    except ValueError:
+        return None
+
+
 async def _raise_for_status(tier: str, response: httpx.Response) -> None:
     if response.status_code == 200:
         return
     message = await _upstream_message(response)
     detail = f"tier {tier!r} answered {response.status_code}: {message}"
     # 429 and 5xx are the tier's trouble (another tier may serve); other 4xx are the request's.
-    if response.status_code == 429 or response.status_code >= 500:
+    if response.status_code == 429:
+        raise TierRateLimited(detail, retry_after_s=_retry_after(response))
+    if response.status_code >= 500:
         raise TierUnavailable(detail)
     raise TierRejected(detail, status=response.status_code)
 
