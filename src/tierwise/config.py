@@ -150,6 +150,9 @@ class GatewayConfig(_Strict):
         None, description="Host names served (DNS rebinding); None: loopback only without keys, any with keys"
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    client_write_timeout_s: float = Field(
+        30.0, gt=0, description="a streaming client that reads nothing for this long is cut off (its slot freed)"
+    )
     failure_threshold: int = Field(3, ge=1, description="consecutive failures that mark a tier down")
     cooldown_s: float = Field(5.0, gt=0, description="how long a down tier is skipped before a probe")
     probe_interval_s: float = Field(5.0, gt=0, description="how often every tier's health is probed")

@@ -12,7 +12,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from tierwise.errors import InvalidRequest, TierwiseError
 from tierwise.gateway.disconnect import cancel_on_disconnect
@@ -169,6 +169,7 @@ async def _stream(
     return _ServedStream(
         served,
         _events(state, chat, served, _report(plan, served), api_key),
+        write_timeout_s=state.settings.gateway.client_write_timeout_s,
         media_type="text/event-stream",
         headers={**_headers(served), "Cache-Control": "no-cache"},
     )
@@ -176,15 +177,28 @@ async def _stream(
 
 class _ServedStream(StreamingResponse):
     """A streamed answer that frees its tier however the response ends, even if its body was never started
-    (a client gone before the first byte: the event generator then never runs its own cleanup)."""
+    (a client gone before the first byte: the event generator then never runs its own cleanup).
 
-    def __init__(self, served: Served, content: AsyncIterator[bytes], **kwargs: Any) -> None:
+    A client that stops reading makes writes wait for ever once the socket buffers are full, and its request
+    would hold the tier's slot; a write that waits longer than `write_timeout_s` ends the response instead."""
+
+    def __init__(
+        self, served: Served, content: AsyncIterator[bytes], *, write_timeout_s: float, **kwargs: Any
+    ) -> None:
         super().__init__(content, **kwargs)
         self.served = served
+        self.write_timeout_s = write_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def bounded_send(message: Message) -> None:
+            with anyio.fail_after(self.write_timeout_s):
+                await send(message)
+
         try:
-            await super().__call__(scope, receive, send)
+            await super().__call__(scope, receive, bounded_send)
+        except TimeoutError:
+            log.warning("client of tier %s stopped reading for %g s: stream ended", self.served.tier.name,
+                        self.write_timeout_s)
         finally:
             with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
                 await self.served.aclose()
