@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import openai_tier
 from tests.reliability.streams import Result, send_all
-from tierwise.routing.pii import cn_id_valid, luhn_valid
+from tierwise.routing.pii import cn_id_valid, luhn_valid, normalise
 from tierwise.testing.servers import serve_in_thread
 from tierwise.testing.stub_backend import StubBehavior, create_stub_app
 
@@ -35,6 +35,15 @@ CANARIES = [
     _card("411111111111111"), "-".join(re.findall("....", _card("550000555555555"))),
     " ".join(re.findall("....", _card("622202123456789012")[:16])) + " " + _card("622202123456789012")[16:],
     "192.168.10.24", "10.20.30.40", "2001:db8::8a2e:370:7334",
+]
+# The same kinds in other written forms (the families normalised before the scan): Unicode digits, zero-width and
+# format characters, Unicode dashes and spaces, other separators and groupings, other at-signs, links.
+WRITTEN_FORMS = [
+    "１３８００１３８０００", "١٣٨٠٠١٣٨٠٠٠", "138\u200b0013\u200b8000", "138\u20110013\u20118000", "138.0013.8000",
+    "(010) 6552 9988", "+86\u00a010\u00a06552-9988", "0755-8888 6666", "415/555/2671", "tel:+8613800138000",
+    "https://wa.me/8613800138000", "li.wei＠example.com", "josé@exämple.de", "用户@例子.广告",
+    " ".join(re.findall("......", _cn_id("11010119900307775")[:12])) + " " + _cn_id("11010119900307775")[12:],
+    ".".join(re.findall("....", _card("411111111111111"))),
 ]
 LONG = "The quarterly report covers revenue, costs and the outlook for next year. " * 40
 
@@ -60,11 +69,16 @@ def _placements(canary: str) -> dict[str, dict[str, Any]]:
     }
 
 
+def _squash(text: str) -> str:
+    return re.sub(r"[\s\-().+/]", "", normalise(text))
+
+
 def _leaked(recorder: StubBehavior) -> list[str]:
-    """Canaries found in what the cloud received, verbatim or with separators removed."""
+    """Canaries found in what the cloud received: verbatim, or in any written form (both sides normalised, with
+    separators removed), so a full-width or zero-width copy of a canary counts as leaked too."""
     received = json.dumps(recorder.received, ensure_ascii=False)
-    squashed = re.sub(r"[\s\-().+]", "", received)
-    return [c for c in CANARIES if c in received or re.sub(r"[\s\-().+]", "", c) in squashed]
+    squashed = _squash(received)
+    return [c for c in CANARIES + WRITTEN_FORMS if c in received or _squash(c) in squashed]
 
 
 def test_canaries_are_valid_personal_data():
@@ -88,7 +102,7 @@ def _config(device_url: str, cloud_url: str) -> dict[str, Any]:
 
 
 def _requests(stream_every: int = 2) -> list[dict[str, Any]]:
-    bodies = [{"model": "auto", **b} for c in CANARIES for b in _placements(c).values()]
+    bodies = [{"model": "auto", **b} for c in CANARIES + WRITTEN_FORMS for b in _placements(c).values()]
     return [{**b, "stream": i % stream_every == 0} for i, b in enumerate(bodies)]
 
 
@@ -106,7 +120,7 @@ def test_no_canary_reaches_the_cloud_under_load(tiers, run_gateway):
     assert all("personal data" in r.report["excluded"]["cloud"] for r in served)
     assert _leaked(cloud) == []
     assert len(cloud.received) == len(harmless)  # the recorder works: every harmless request did reach it
-    assert len(_leaked(device)) == len(CANARIES)  # ...and the canaries themselves are findable where they went
+    assert len(_leaked(device)) == len(CANARIES + WRITTEN_FORMS)  # ...and findable where they went
 
 
 @pytest.mark.parametrize("device_fault", ["unreachable", "error_status", "slow"])
