@@ -139,6 +139,18 @@ TierConfig = Annotated[
 ]
 
 
+class ConnectionsConfig(_Strict):
+    """What one client connection may hold before its request reaches the app (gateway/connection_limits.py)."""
+
+    header_timeout_s: float = Field(10.0, gt=0, description="the whole request head must arrive within this")
+    body_timeout_s: float = Field(30.0, gt=0, description="longest silence while a request body is owed")
+    max_header_bytes: int = Field(64 * 1024, ge=1024)
+    max_headers: int = Field(100, ge=8)
+    max_connections: int | None = Field(1000, ge=1, description="open client connections; None: no cap")
+    max_connections_per_client: int | None = Field(64, ge=1, description="per peer address; None behind a proxy")
+    backlog: int = Field(128, ge=1, description="pending connections the kernel queues before they are accepted")
+
+
 class GatewayConfig(_Strict):
     """The HTTP front door."""
 
@@ -153,6 +165,7 @@ class GatewayConfig(_Strict):
     client_write_timeout_s: float = Field(
         30.0, gt=0, description="a streaming client that reads nothing for this long is cut off (its slot freed)"
     )
+    connections: ConnectionsConfig = ConnectionsConfig()
     failure_threshold: int = Field(3, ge=1, description="consecutive failures that mark a tier down")
     cooldown_s: float = Field(5.0, gt=0, description="how long a down tier is skipped before a probe")
     probe_interval_s: float = Field(5.0, gt=0, description="how often every tier's health is probed")

@@ -64,6 +64,8 @@ def test_serve_without_a_config_answers_from_real_models_and_stops_cleanly():
             model="edge", messages=[{"role": "user", "content": "What is 2 + 3?"}], temperature=0, max_tokens=16)
         assert "5" in edge.choices[0].message.content
         client.close()
+        huge = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Padding": "a" * 200_000})
+        assert huge.status_code == 431  # the served gateway bounds request heads (gateway.connections)
         servers = _children(process.pid)
         assert servers, "the edge tier's llama.cpp server is not a child of the gateway"
 

@@ -28,6 +28,7 @@ def serve(
     from tierwise.bundled import default_settings
     from tierwise.config import load_settings
     from tierwise.gateway.app import create_app
+    from tierwise.gateway.connection_limits import ConnectionLimits, fd_budget_problem, protocol_class
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -40,15 +41,34 @@ def serve(
     gateway = settings.gateway.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     settings = settings.model_copy(update={"gateway": gateway})  # the app knows where it listens (allowed hosts)
     app = create_app(settings)
+    connections = gateway.connections.model_dump()
+    backlog = connections.pop("backlog")
+    limits = ConnectionLimits(**connections)
+    _raise_open_file_limit()
+    if problem := fd_budget_problem(limits, backlog=backlog):
+        logging.getLogger("tierwise.gateway").warning(problem)
     uvicorn.run(
         app,
         host=gateway.host,
         port=gateway.port,
+        http=protocol_class(limits),  # bounds on request heads, slow clients and connections
+        backlog=backlog,
         log_level=log_level,
         access_log=access_log,
         # uvicorn's own keep-alive default (5 s) drops pooled client connections; clients reuse them longer.
         timeout_keep_alive=30,
     )
+
+
+def _raise_open_file_limit() -> None:
+    """Every client and backend connection is a file descriptor: use what the hard limit allows (up to 65,536),
+    as servers do, rather than a login shell's default of 1,024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
 def _preflight(settings: Settings) -> None:

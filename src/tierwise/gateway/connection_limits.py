@@ -34,7 +34,7 @@ from uvicorn.server import ServerState
 
 from tierwise.protocol import error_body
 
-__all__ = ["ClientConnections", "ConnectionLimits", "LimitedHttpToolsProtocol", "protocol_class"]
+__all__ = ["ClientConnections", "ConnectionLimits", "LimitedHttpToolsProtocol", "fd_budget_problem", "protocol_class"]
 
 log = logging.getLogger("tierwise.gateway")
 
@@ -69,8 +69,10 @@ class ConnectionLimits:
             value = getattr(self, field.name)
             if value is None and field.name.startswith("max_connections"):
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-                raise ValueError(f"connection limit {field.name} must be a positive finite number, not {value!r}")
+            kinds = (int, float) if field.name.endswith("_s") else (int,)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not 0 < value < math.inf:
+                what = "number of seconds" if field.name.endswith("_s") else "integer"
+                raise ValueError(f"connection limit {field.name} must be a positive {what}, not {value!r}")
 
 
 class ClientConnections:
@@ -336,20 +338,20 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._body_timer = self.loop.call_later(wait, self._check_body_progress)
 
     def _fail(self, status: int, message: str, *, code: str, linger: bool) -> None:
-        """Answer `status` (unless a response has begun) and close; a request in flight sees a disconnect."""
+        """Answer `status` and close; a request in flight sees a disconnect. No answer where one has begun (it would
+        corrupt it), nor for a body still owed after its request was answered."""
         self._ignore_input = True
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
         cycle = self.cycle
         if cycle is not None and not cycle.response_complete:
-            mid_response = cycle.response_started
             cycle.disconnected = True  # the app's receive() returns http.disconnect; its sends are dropped
             cycle.keep_alive = False
             cycle.message_event.set()
-            if mid_response:
-                self.transport.close()
-                return
+        if cycle is not None and cycle.response_started and (not cycle.response_complete or not self._reading_head):
+            self.transport.close()
+            return
         self.transport.write(_error_response(
             status, message, error_type="invalid_request_error", code=code, headers=self.server_state.default_headers,
         ))
@@ -374,3 +376,27 @@ def protocol_class(limits: ConnectionLimits) -> type[LimitedHttpToolsProtocol]:
         counts_by_server: ClassVar[WeakKeyDictionary[ServerState, ClientConnections]] = WeakKeyDictionary()
 
     return BoundLimitedHttpToolsProtocol
+
+
+def fd_budget_problem(limits: ConnectionLimits, *, backlog: int, reserve: int = 64) -> str | None:
+    """Why this process may run out of file descriptors before `max_connections` refuses anyone; None if it won't.
+
+    asyncio accepts up to `backlog` connections per pass of the event loop before any protocol sees them, and a
+    refused connection's descriptor is freed a pass later: the cap holds only while max_connections + 2 × backlog
+    + `reserve` (listening sockets, upstream connections, files) fits the open-file limit. Past it accept() fails
+    with EMFILE, which Python 3.11's asyncio logs and retries in a storm while new clients wait.
+
+    Usage: if (problem := fd_budget_problem(limits, backlog=2048)): log.warning(problem)
+    """
+    import resource  # Unix only, like the limits it checks
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if limits.max_connections is None:
+        return f"max_connections is unset: clients can open connections until the open-file limit ({soft}) is hit"
+    needed = limits.max_connections + 2 * backlog + reserve
+    if soft == resource.RLIM_INFINITY or needed <= soft:
+        return None
+    return (
+        f"max_connections {limits.max_connections} + 2 × backlog {backlog} + {reserve} spare = {needed} file "
+        f"descriptors exceeds the open-file limit {soft} (ulimit -n): raise it, or lower max_connections or backlog"
+    )
