@@ -37,6 +37,8 @@ class StubBehavior:
     record: bool = True
     replies: dict[str, str] = field(default_factory=dict)  # last user message → the answer (replays recorded logs)
     models_calls: int = 0  # GET /v1/models seen (health probes)
+    streaming: int = 0  # event streams being generated now (one that stops early was cancelled by its caller)
+    completed: int = 0  # event streams generated to their end
 
 
 def create_stub_app(behavior: StubBehavior | None = None, *, model: str = "stub-model") -> Starlette:
@@ -91,6 +93,16 @@ async def _events(behavior: StubBehavior, model: str, body: dict[str, Any]) -> A
     if behavior.mode == "no_choices":
         yield _sse({"id": "x", "object": "chat.completion.chunk", "unexpected": True})
         return
+    behavior.streaming += 1
+    try:
+        async for event in _answer_events(behavior, model, body):
+            yield event
+        behavior.completed += 1
+    finally:
+        behavior.streaming -= 1
+
+
+async def _answer_events(behavior: StubBehavior, model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
     yield _sse(_chunk(model, {"role": "assistant", "content": ""}))
     pieces = _pieces_for(behavior, body)
     for i, piece in enumerate(pieces):
