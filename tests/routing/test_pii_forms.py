@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.routing.test_pii import cn_id_with_check, luhn_completed
-from tierwise.routing.pii import detect_pii, normalise, pii_kinds_found
+from tierwise.routing.pii import detect_pii, pii_kinds_found
+from tierwise.routing.text_forms import normalise, normalise_with_offsets
 
 ID = cn_id_with_check("11010119900307775")
 ID_X = cn_id_with_check("11010519491231002")  # check character X
@@ -268,6 +269,15 @@ def test_spans_point_into_the_original_text() -> None:
     assert {m.kind for m in found} == {"phone", "email"}
     by_kind = {m.kind: normalise(text[m.start : m.end]) for m in found}
     assert by_kind == {"phone": "13800138000", "email": "li.wei@example.com"}
+
+
+def test_a_span_in_the_scanned_form_maps_back_past_escapes_and_dropped_characters() -> None:
+    text = "call \\u0031\u200b38 now"  # an escaped 1, a zero-width space, then 38
+    scanned = normalise_with_offsets(text)
+    assert scanned.text == "call 138 now"
+    start = scanned.text.index("138")
+    assert scanned.original_span(start, start + 3) == (5, len(text) - 4)
+    assert scanned.original_span(0, 4) == (0, 4)
 
 
 def test_kinds_still_select_what_is_looked_for() -> None:

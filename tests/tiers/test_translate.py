@@ -6,6 +6,7 @@ import pytest
 
 from tierwise.errors import ConfigError
 from tierwise.protocol import ChatCompletionRequest
+from tierwise.tiers.base import TierRejected
 from tierwise.tiers.translate import DIALECTS, dialect_named, http_payload, llama_cpp_arguments
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
@@ -78,6 +79,30 @@ def test_llama_cpp_arguments_carry_limits_tools_and_formats():
     assert arguments["response_format"] == {"type": "json_object", "schema": SCHEMA}
     assert arguments["messages"][0]["role"] == "system"
     assert arguments["temperature"] == 1.0 and arguments["top_p"] == 1.0  # OpenAI's defaults
+
+
+def test_llama_cpp_arguments_come_fully_mapped_for_the_tool_handler():
+    tools = [{"type": "function", "function": {"name": "f", "parameters": SCHEMA}}]
+    history = [
+        {"role": "user", "content": [{"type": "text", "text": "add"}, {"type": "text", "text": "2 and 3"}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "5"},
+    ]
+    arguments = llama_cpp_arguments(_request(messages=history, tools=tools), tool_handler="chatml-function-calling")
+    assert arguments["messages"] == [
+        {"role": "system", "content": ""}, {"role": "user", "content": "add\n2 and 3"},
+        {**history[1], "content": ""}, {"role": "user", "content": "Result of f: 5"}]
+    assert arguments["tool_choice"] == "auto"  # OpenAI's default, not the handler's "none"
+    plain = llama_cpp_arguments(_request(tools=tools, tool_choice="none"), tool_handler="chatml-function-calling")
+    assert "tools" not in plain and "tool_choice" not in plain
+
+
+def test_llama_cpp_arguments_reject_what_the_tool_handler_cannot_honour():
+    tools = [{"type": "function", "function": {"name": n}} for n in ("f", "g")]
+    with pytest.raises(TierRejected, match="tier 'device' cannot honour tool_choice 'required' with 2 tools") as err:
+        llama_cpp_arguments(_request(tools=tools, tool_choice="required"), tool_handler="x", tier="device")
+    assert err.value.status == 400
 
 
 def test_an_unknown_dialect_names_the_known_ones():

@@ -6,27 +6,24 @@ cannot leak what was found by printing it. Usage::
     found = detect_pii("mail me at a@b.cn", kinds=("email",))   # [PiiMatch(kind='email', start=11, end=17)]
 
 A value is found in the forms people write it in, not one spelling: the text is first normalised in one pass
-(`normalise`: escapes such as `\\u0031`, `&#64;` and `%40` decoded, every Unicode digit made ASCII, invisible
-characters dropped, dash, space, dot and full-width variants made ASCII), then the patterns accept the
-separators written between digit groups, and checksums (ID, Luhn) keep random numbers out. Every pattern is
-bounded or unambiguous, so a scan takes time linear in the text's length, whatever the text.
+(`normalise`, routing/text_forms.py: escapes such as `\\u0031`, `&#64;` and `%40` decoded, every Unicode digit
+made ASCII, invisible characters dropped, dash, space, dot and full-width variants made ASCII), then the patterns
+accept the separators written between digit groups, and checksums (ID, Luhn) keep random numbers out. Every
+pattern is bounded or unambiguous, so a scan takes time linear in the text's length, whatever the text.
 """
 
 from __future__ import annotations
 
 import bisect
 import datetime
-import functools
-import html
 import ipaddress
 import itertools
-import json
 import re
-import unicodedata
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tierwise.routing.settings import ALL_PII_KINDS
+from tierwise.routing.text_forms import normalise, normalise_with_offsets
 
 # Between digit groups, after normalisation: "138 0013", "138.0013", "138 - 0013", "415/555"; phones also put
 # parentheses there: "(010) 6552 9988", "+44 (0)20 7946 0958".
@@ -90,22 +87,6 @@ _ID_CHECK = "10X98765432"
 _ISSUER_DIGITS = "2345689"  # Mastercard, Amex, Visa, Discover, UnionPay, …; 8 and 9: domestic schemes
 _LUHN_DOUBLED = str.maketrans("0123456789", "0246813579")
 
-# Escaped characters, decoded before the scan: JSON and JavaScript (a tool call's arguments: \uff11, and a \n before
-# a number, whose n would read as a letter), URLs (mailto:a%40b.cn), HTML references (&#64;, &commat;).
-_ESCAPES = re.compile(
-    r'(?:\\u[0-9A-Fa-f]{4}|\\["\\/bfnrt])+|(?:%[2-9A-Fa-f][0-9A-Fa-f])+'  # not %00-%1F: "50%13800138000"
-    r"|&(?:#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});"
-)
-# Code points that can need normalising: all but the blocks of ideographs, Hangul syllables and private use,
-# which hold only letters (plane 14 holds the invisible tag characters and variation selectors).
-_SCANNED = ((0x80, 0x3400), (0x4DC0, 0x4E00), (0xA000, 0xAC00), (0xD7A4, 0xD800), (0xF900, 0x20000), (0xE0000, 0xE1000))
-_INVISIBLE = {0x115F, 0x1160, 0x3164, 0xFFA0}  # Hangul fillers: letters that print as nothing
-_AS_ASCII = {
-    **dict.fromkeys((0x2212, 0x2043, 0x02D7, 0x2796, 0x30FC, 0xFF70), "-"),  # minus signs, ー (Japanese numbers)
-    **dict.fromkeys((0x00B7, 0x2027, 0x30FB, 0xFF65, 0x2219, 0x22C5), "."),  # middle dots
-    **dict.fromkeys((0x2044, 0x2215, 0x29F8), "/"),
-    0x2800: " ",  # braille blank
-}
 
 
 _Detector = Callable[[str], Iterator[tuple[int, int]]]
@@ -136,107 +117,6 @@ def luhn_valid(digits: str) -> bool:
     backwards = digits[::-1]
     doubled = backwards[1::2].translate(_LUHN_DOUBLED)  # each digit doubled, its two digits summed
     return (sum(map(int, backwards[::2])) + sum(map(int, doubled))) % 10 == 0
-
-
-def _ascii_form(ch: str) -> str | None:
-    """What one character is scanned as: "" (dropped), one ASCII character, or None (kept as it is)."""
-    cp, category = ord(ch), unicodedata.category(ch)
-    if category in ("Cf", "Mn", "Mc", "Me") or cp in _INVISIBLE or (category == "Cc" and cp != 0x85):
-        return ""  # zero-width, soft hyphen, bidi marks, combining marks (keycaps, accents), C1 controls
-    digit = unicodedata.digit(ch, None)
-    if digit is not None:
-        return str(digit)  # full-width, Arabic-Indic, Devanagari, mathematical, circled, superscript …
-    if category == "Zs":
-        return " "
-    if category == "Pd":
-        return "-"
-    if category in ("Zl", "Zp") or cp == 0x85:
-        return "\n"
-    if cp in _AS_ASCII:
-        return _AS_ASCII[cp]
-    compat = unicodedata.normalize("NFKC", ch)  # full-width and small forms: ＠ ﹫ ． （ ＋ ｊ
-    return compat if len(compat) == 1 and compat.isascii() and compat.isprintable() else None
-
-
-@functools.cache
-def _translation() -> tuple[dict[int, str | None], re.Pattern[str]]:
-    """The one-pass translation table (built on first use) and a pattern of the characters it drops."""
-    table: dict[int, str | None] = {cp: None for cp in (*range(0x09), *range(0x0E, 0x20), 0x7F)}
-    for low, high in _SCANNED:
-        for cp in range(low, high):
-            form = _ascii_form(chr(cp))
-            if form is not None:
-                table[cp] = form or None
-    dropped = sorted(cp for cp, form in table.items() if form is None)
-    ranges: list[list[int]] = []
-    for cp in dropped:
-        if ranges and ranges[-1][1] == cp - 1:
-            ranges[-1][1] = cp
-        else:
-            ranges.append([cp, cp])
-    return table, re.compile("[" + "".join(f"\\U{a:08x}-\\U{b:08x}" for a, b in ranges) + "]")
-
-
-def _unescape(escaped: str) -> str:
-    if escaped[0] == "\\":
-        return str(json.loads(f'"{escaped}"'))
-    if escaped[0] == "%":
-        raw = bytes.fromhex(escaped.replace("%", ""))
-        try:
-            return raw.decode("utf-8")
-        except UnicodeDecodeError:
-            return raw.decode("latin-1")
-    return html.unescape(escaped)
-
-
-@dataclass
-class _Normalised:
-    """The text as scanned, and the way back from its offsets to the original's."""
-
-    text: str
-    decoded: str  # the original with escapes decoded, before the translation
-    escapes: list[tuple[int, int, int, int]]  # (start, end) in the original, (start, length) in `decoded`
-    _dropped: list[int] | None = field(default=None, repr=False)
-
-    def original_span(self, start: int, end: int) -> tuple[int, int]:
-        if self._dropped is None:  # where in `text` each dropped character was: found only once a span is asked for
-            dropped = _translation()[1].finditer(self.decoded) if len(self.text) < len(self.decoded) else ()
-            self._dropped = [m.start() - i for i, m in enumerate(dropped)]
-        first, last = (p + bisect.bisect_right(self._dropped, p) for p in (start, end - 1))
-        return self._undecoded(first)[0], self._undecoded(last)[1]
-
-    def _undecoded(self, p: int) -> tuple[int, int]:
-        """Where character `p` of `decoded` came from in the original."""
-        i = bisect.bisect_right(self.escapes, p, key=lambda e: e[2]) - 1
-        if i < 0:
-            return p, p + 1
-        start, end, at, length = self.escapes[i]
-        if p < at + length:
-            return start, end
-        return end + p - at - length, end + p - at - length + 1
-
-
-def _normalise(text: str) -> _Normalised:
-    escapes: list[tuple[int, int, int, int]] = []
-    decoded = text
-    if "\\" in text or "%" in text or "&" in text:
-        parts: list[str] = []
-        done = at = 0
-        for m in _ESCAPES.finditer(text):
-            plain, value = text[done : m.start()], _unescape(m.group())
-            at += len(plain)
-            parts += (plain, value)
-            escapes.append((m.start(), m.end(), at, len(value)))
-            at += len(value)
-            done = m.end()
-        decoded = "".join((*parts, text[done:]))
-    return _Normalised(decoded.translate(_translation()[0]), decoded, escapes)
-
-
-def normalise(text: str) -> str:
-    """`text` as the detectors scan it: escapes decoded, Unicode digits ASCII, invisible characters dropped, and
-    dash, space, dot and full-width variants ASCII. `normalise("１３８\u200b0013–8000") == "1380013-8000"`."""
-    return _normalise(text).text
 
 
 def _scan(pattern: re.Pattern[str], accept: Callable[[str], int] | None = None) -> _Detector:
@@ -344,7 +224,7 @@ def _findings(text: str, kinds: Iterable[str]) -> list[tuple[str, int, int]]:
 
 def detect_pii(text: str, *, kinds: Iterable[str] = ALL_PII_KINDS) -> list[PiiMatch]:
     """Every finding of the given kinds, by position in `text`. A Chinese ID or card number is not also a phone."""
-    scanned = _normalise(text)
+    scanned = normalise_with_offsets(text)
     found = [PiiMatch(k, *scanned.original_span(s, e)) for k, s, e in _findings(scanned.text, kinds)]
     return sorted(found, key=lambda m: (m.start, m.kind))
 

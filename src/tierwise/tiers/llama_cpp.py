@@ -1,14 +1,15 @@
 """A tier that runs a GGUF model with llama.cpp on this machine: the device tier.
 
-Each of the `max_concurrent` slots is a worker process holding its own model (tiers/llama_worker.py): llama.cpp
-blocks while it computes, a `Llama` is not thread-safe, and a crash inside llama.cpp must not take the gateway
-down. A worker that dies is logged, its request fails (`TierUnavailable` before the first chunk,
-`TierStreamBroken` after) and a new one is loaded. A slot returns to the pool when its worker says the request
-ended, never from the client's side, so a client that goes away cannot leave the tier busy.
+Each of the `max_concurrent` slots is a worker process holding its own model (tiers/llama_worker.py, driven
+through tiers/llama_process.py): llama.cpp blocks while it computes, a `Llama` is not thread-safe, and a crash
+inside llama.cpp must not take the gateway down. A worker that dies is logged, its request fails
+(`TierUnavailable` before the first chunk, `TierStreamBroken` after) and a new one is loaded. A slot returns to
+the pool when its worker says the request ended, never from the client's side, so a client that goes away cannot
+leave the tier busy.
 
 Requests with tools go to llama-cpp-python's `chatml-function-calling` handler (`tools_chat_format`), which
-knows less than the OpenAI API: the gaps are filled here (`_tool_arguments`) and its stream is reshaped into
-OpenAI's tool-call deltas (`_ToolCallDeltas`). Usage::
+knows less than the OpenAI API: the gaps are filled in tiers/translate.py (`llama_cpp_arguments`), and its
+stream is reshaped here into OpenAI's tool-call deltas (`_ToolCallDeltas`). Usage::
 
     tier = LlamaCppTier(config)
     await tier.start()          # ConfigError if the model does not load
@@ -26,9 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 from tierwise.errors import ConfigError
 from tierwise.protocol import new_completion_id
-from tierwise.tiers.base import Chunk, Tier, TierHealth, TierRejected, TierStreamBroken, TierUnavailable
+from tierwise.tiers.base import Chunk, Tier, TierHealth, TierStreamBroken, TierUnavailable
 from tierwise.tiers.capabilities import Capabilities
-from tierwise.tiers.llama_worker import Done, Exited, Piece, WorkerFailed, WorkerProcess, WorkerSettings
+from tierwise.tiers.llama_process import Exited, WorkerFailed, WorkerProcess
+from tierwise.tiers.llama_worker import Done, Piece, WorkerSettings
 from tierwise.tiers.translate import llama_cpp_arguments
 
 if TYPE_CHECKING:
@@ -197,15 +199,10 @@ class LlamaCppTier(Tier):
             worker.cancel(job)
 
     def _arguments(self, request: ChatCompletionRequest) -> tuple[dict[str, Any], str | None]:
-        arguments = llama_cpp_arguments(request)
-        arguments["messages"] = [_text_content(m) for m in arguments["messages"]]
-        if not request.uses_tools:  # none offered, or tool_choice "none": the model's own template, no tools
-            for key in ("tools", "tool_choice", "functions", "function_call"):
-                arguments.pop(key, None)
-            return arguments, None
-        if self.config.tools_chat_format is None:
-            return arguments, None  # the config claims the model's own template renders tools
-        return _tool_arguments(arguments, tier=self.name), self.config.tools_chat_format
+        """What the worker is sent: the mapped arguments, and the chat handler that reads them (None: the model's
+        own template)."""
+        handler = self.config.tools_chat_format if request.uses_tools else None
+        return llama_cpp_arguments(request, tool_handler=handler, tier=self.name), handler
 
     def _usage_chunk(self, done: Done, completion_id: str) -> Chunk:
         return {
@@ -217,54 +214,6 @@ class LlamaCppTier(Tier):
             "usage": {"prompt_tokens": done.prompt_tokens, "completion_tokens": done.completion_tokens,
                       "total_tokens": done.prompt_tokens + done.completion_tokens},
         }
-
-
-def _text_content(message: dict[str, Any]) -> dict[str, Any]:
-    """A list of text parts as one string: chat templates print `content` as it is, a list included."""
-    content = message.get("content")
-    if isinstance(content, list):
-        texts = [str(p["text"]) for p in content if isinstance(p, dict) and p.get("text") is not None]
-        return {**message, "content": "\n".join(texts)}
-    return message
-
-
-def _tool_arguments(arguments: dict[str, Any], *, tier: str) -> dict[str, Any]:
-    """Arguments for llama-cpp-python's `chatml-function-calling` handler, which knows less than the OpenAI API."""
-    arguments = dict(arguments)
-    if functions := arguments.pop("functions", None):  # the legacy form, as tools
-        arguments.setdefault("tools", [{"type": "function", "function": f} for f in functions])
-        call = arguments.pop("function_call", None)
-        if call is not None and "tool_choice" not in arguments:
-            arguments["tool_choice"] = call if isinstance(call, str) else {"type": "function", "function": call}
-    names = [t.get("function", {}).get("name") for t in arguments["tools"]]
-    choice = arguments.get("tool_choice") or "auto"  # OpenAI's default when tools are offered (the handler's: none)
-    if choice == "required":  # the handler cannot force "one of several"; with one tool, it is that tool
-        if len(names) != 1:
-            raise TierRejected(f"tier {tier!r} cannot honour tool_choice 'required' with {len(names)} tools; "
-                               "name the tool to call in tool_choice", status=400)
-        choice = {"type": "function", "function": {"name": names[0]}}
-    if isinstance(choice, dict) and (choice.get("function") or {}).get("name") not in names:
-        raise TierRejected(f"tool_choice names a function that is not among the tools ({names})", status=400)
-    if not isinstance(choice, dict) and choice != "auto":
-        raise TierRejected(f"unknown tool_choice {choice!r}", status=400)
-    messages = _tool_results_as_user_turns(arguments["messages"])
-    if not any(m.get("role") == "system" for m in messages):
-        messages.insert(0, {"role": "system", "content": ""})  # the handler lists the tools in the system turn
-    return {**arguments, "messages": messages, "tool_choice": choice}
-
-
-def _tool_results_as_user_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The handler's template drops `tool` turns; as user turns the model still sees each result."""
-    names: dict[str, str] = {}
-    out = []
-    for message in messages:
-        for call in message.get("tool_calls") or []:
-            names[call.get("id", "")] = call.get("function", {}).get("name", "")
-        if message.get("role") in {"tool", "function"}:
-            name = message.get("name") or names.get(message.get("tool_call_id", ""), "") or "the tool"
-            message = {"role": "user", "content": f"Result of {name}: {message.get('content') or ''}"}
-        out.append(message)
-    return out
 
 
 class _ToolCallDeltas:

@@ -1,40 +1,30 @@
 """The device tier's worker process: one llama.cpp model answering one request at a time over a pipe.
 
+This module owns the worker's side: its entry point (`serve`), loading the model, answering a request, the guard
+that runs around every sampled token, and the messages both sides send over the pipe (`WorkerSettings`,
+`Generate`, `Cancel`, `Close` down; `Ready`, `Piece`, `Done`, `Failed` up). The parent's handle on a worker is
+`WorkerProcess` in tiers/llama_process.py; this module never imports it, and imports nothing heavy at the top
+(llama_cpp is imported inside `_load`), so a spawned worker starts quickly.
+
 A crash inside llama.cpp (SIGSEGV, SIGILL on a CPU feature the build assumed, an abort) ends this process, not the
 gateway. The worker checks its pipe before every token it samples, so a `Cancel` stops a request within one
 token, and it ends every request with `Done` or `Failed`: that reply, not the client's generator, hands the
-slot back to the pool. The parent's side of the pipe is `WorkerProcess`.
+slot back to the pool. Usage, as a process's target (what `WorkerProcess.launch` does)::
 
-Workers start with multiprocessing's "spawn" (a fresh interpreter; forking a process that runs an event loop and
-threads is unsafe), which imports the main module again: a script that starts the tier needs the usual
-`if __name__ == "__main__":` guard. Usage, in the parent::
-
-    worker = WorkerProcess(settings, name="tierwise-device", loop=loop, on_idle=..., on_exit=...)
-    await asyncio.to_thread(worker.launch); await worker.ready
+    multiprocessing.get_context("spawn").Process(target=serve, args=(child_conn, settings), daemon=True).start()
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import logging
-import multiprocessing
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
-    from multiprocessing.process import BaseProcess
 
     from llama_cpp import Llama
-
-log = logging.getLogger("tierwise.tiers")
-
-_EXIT_WAIT_S = 5.0  # how long a worker whose pipe closed may take to end before it is killed
 
 
 @dataclass(frozen=True)
@@ -245,155 +235,3 @@ def _to_plain(value: Any) -> Any:
     if hasattr(value, "item") and not isinstance(value, str | bytes):
         return value.item()
     return value
-
-
-# ---- the parent's side ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Exited:
-    """Posted by the parent's reader thread when the worker's pipe closes: the process has ended."""
-
-    exitcode: int | None
-
-    def describe(self) -> str:
-        if self.exitcode is None:
-            return "exit status unknown"
-        if self.exitcode < 0:
-            try:
-                return f"killed by {signal.Signals(-self.exitcode).name}"
-            except ValueError:
-                return f"killed by signal {-self.exitcode}"
-        return f"exit code {self.exitcode}"
-
-
-class WorkerFailed(Exception):
-    """The worker could not load its model, or died before it was ready."""
-
-
-@dataclass
-class Job:
-    """One request on one worker: its replies arrive in `replies`, ending with `Done`, `Failed` or `Exited`."""
-
-    request_id: int
-    replies: asyncio.Queue[Piece | Done | Failed | Exited]
-
-
-class WorkerProcess:
-    """The parent's handle on one worker process; a thread reads the pipe and hands replies to the event loop.
-
-    `on_idle` runs when a request ends (the worker can take the next), `on_exit` when the process has ended."""
-
-    def __init__(
-        self,
-        settings: WorkerSettings,
-        *,
-        name: str,
-        loop: asyncio.AbstractEventLoop,
-        on_idle: Callable[[WorkerProcess], None],
-        on_exit: Callable[[WorkerProcess, Exited], None],
-    ) -> None:
-        self.settings = settings
-        self.name = name
-        self.ready: asyncio.Future[Ready] = loop.create_future()
-        self.job: Job | None = None
-        self.exited: Exited | None = None
-        self._loop = loop
-        self._on_idle = on_idle
-        self._on_exit = on_exit
-        self._process: BaseProcess | None = None
-        self._conn: Connection | None = None
-        self._reader: threading.Thread | None = None
-        self._killed = False
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    def launch(self) -> None:
-        """Start the process and its reader thread (blocks for the fork/exec: call it from a thread)."""
-        # spawn, not fork: the parent runs an event loop and threads, which a forked child would inherit half-way.
-        context = multiprocessing.get_context("spawn")
-        self._conn, child_conn = context.Pipe()
-        self._process = context.Process(target=serve, args=(child_conn, self.settings), name=self.name, daemon=True)
-        self._process.start()
-        child_conn.close()  # else the parent keeps the pipe open and never sees the worker's end of it
-        if self._killed:  # kill() came while the process was starting
-            self._process.kill()
-        self._reader = threading.Thread(target=self._read, name=f"{self.name}-reader", daemon=True)
-        self._reader.start()
-
-    def begin(self, request_id: int, arguments: dict[str, Any], chat_handler: str | None) -> Job:
-        self.job = Job(request_id, asyncio.Queue())
-        self._send(Generate(request_id, arguments, chat_handler))
-        return self.job
-
-    def cancel(self, job: Job) -> None:
-        """Stop `job` if it is still running. Synchronous, so it works from a cancelled task's `finally`."""
-        if self.job is job:
-            self._send(Cancel(job.request_id))
-
-    def kill(self) -> None:
-        """Kill the process now, or as soon as `launch` has started it. Does not block."""
-        self._killed = True
-        if self._process is not None and self._process.pid is not None:
-            self._process.kill()
-
-    def stop(self, timeout_s: float) -> None:
-        """Ask the worker to exit; kill it if it has not within `timeout_s`. Blocks: call it from a thread."""
-        self._send(Close())
-        if self._process is not None:
-            self._process.join(timeout_s)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(timeout_s)
-        if self._reader is not None:
-            self._reader.join(timeout_s)
-        if self._conn is not None:
-            self._conn.close()
-
-    def _send(self, message: Generate | Cancel | Close) -> None:
-        with contextlib.suppress(OSError):  # the worker is gone; the reader thread reports how
-            if self._conn is not None:
-                self._conn.send(message)
-
-    def _read(self) -> None:
-        assert self._conn is not None and self._process is not None
-        try:
-            while True:
-                self._post(self._conn.recv())
-        except (EOFError, OSError):
-            pass
-        except Exception:  # an unreadable reply: the pipe can no longer be trusted
-            log.exception("worker %s sent an unreadable reply; killing it", self.name)
-            self._process.kill()
-        self._process.join(_EXIT_WAIT_S)  # the pipe closes as the process ends: this wait is short
-        if self._process.is_alive():  # it closed the pipe but lingers: it cannot serve any more
-            self._process.kill()
-            self._process.join()
-        self._post(Exited(self._process.exitcode))
-
-    def _post(self, message: object) -> None:
-        with contextlib.suppress(RuntimeError):  # the event loop is closed: nobody waits for this worker any more
-            self._loop.call_soon_threadsafe(self._deliver, message)
-
-    def _deliver(self, message: object) -> None:
-        if isinstance(message, Ready):
-            if not self.ready.done():
-                self.ready.set_result(message)
-        elif isinstance(message, Failed) and message.request_id is None:
-            if not self.ready.done():
-                self.ready.set_exception(WorkerFailed(message.message))
-        elif isinstance(message, Exited):
-            self.exited = message
-            if not self.ready.done():
-                self.ready.set_exception(WorkerFailed(f"the worker died while loading ({message.describe()})"))
-            job, self.job = self.job, None
-            if job is not None:
-                job.replies.put_nowait(message)
-            self._on_exit(self, message)
-        elif isinstance(message, Piece | Done | Failed) and self.job and message.request_id == self.job.request_id:
-            self.job.replies.put_nowait(message)
-            if not isinstance(message, Piece):
-                self.job = None
-                self._on_idle(self)

@@ -3,9 +3,14 @@
 Backends speak dialects of the OpenAI API. llama.cpp's servers read `max_tokens` only (a `max_completion_tokens`
 limit, what LangChain sends, is ignored and the answer runs on), answer 500 to a `developer` role, to a
 `json_schema` response format and to an assistant turn without `content`. A `Dialect` names those differences
-once; `http_payload` and `llama_cpp_arguments` apply them. Usage::
+once; `http_payload` and `llama_cpp_arguments` apply them.
+
+llama-cpp-python in-process knows less again: chat templates print a list of text parts as it is, and its
+`chatml-function-calling` handler drops `tool` turns, defaults `tool_choice` to "none" and cannot force "one of
+several" tools. `llama_cpp_arguments` fills those gaps too, so the device tier sends what it gets. Usage::
 
     payload = http_payload(request, DIALECTS["llama_cpp"], model="smollm2")
+    arguments = llama_cpp_arguments(request, tool_handler="chatml-function-calling", tier="device")
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from tierwise.errors import ConfigError
+from tierwise.tiers.base import TierRejected
 
 if TYPE_CHECKING:
     from tierwise.protocol import ChatCompletionRequest
@@ -89,12 +95,17 @@ _LLAMA_CPP_PASSED = ("stop", "seed", "presence_penalty", "frequency_penalty", "l
                      "functions", "function_call")
 
 
-def llama_cpp_arguments(request: ChatCompletionRequest) -> dict[str, Any]:
-    """Keyword arguments for llama-cpp-python's `Llama.create_chat_completion` (always streamed)."""
+def llama_cpp_arguments(
+    request: ChatCompletionRequest, *, tool_handler: str | None = None, tier: str = "llama_cpp"
+) -> dict[str, Any]:
+    """Keyword arguments for llama-cpp-python's `Llama.create_chat_completion` (always streamed), or, with
+    `tool_handler` and tools in use, for that chat handler (`_tool_arguments`). A request that does not use tools
+    (none offered, or tool_choice "none") is sent without them: the model's own template, no tools. Raises
+    `TierRejected` (400, naming `tier`) for a tool_choice the handler cannot honour."""
     body = request.model_dump(exclude_unset=True)
     dialect = DIALECTS["llama_cpp"]
     arguments: dict[str, Any] = {
-        "messages": [_message(m, dialect) for m in body["messages"]],
+        "messages": [_text_content(_message(m, dialect)) for m in body["messages"]],
         "max_tokens": request.token_limit,
         # OpenAI's defaults, not llama-cpp-python's (0.2 / 0.95), so tiers agree on what a request means.
         "temperature": 1.0 if request.temperature is None else request.temperature,
@@ -108,7 +119,13 @@ def llama_cpp_arguments(request: ChatCompletionRequest) -> dict[str, Any]:
         arguments["stop"] = request.stop_list
     if body.get("response_format") is not None:
         arguments["response_format"] = _response_format(body["response_format"], dialect)
-    return arguments
+    if not request.uses_tools:
+        for key in ("tools", "tool_choice", "functions", "function_call"):
+            arguments.pop(key, None)
+        return arguments
+    if tool_handler is None:
+        return arguments  # the config claims the model's own template renders tools
+    return _tool_arguments(arguments, tier=tier)
 
 
 def _message(message: dict[str, Any], dialect: Dialect) -> dict[str, Any]:
@@ -125,3 +142,51 @@ def _response_format(value: Any, dialect: Dialect) -> Any:
     spec = value.get("json_schema") or {}
     schema = spec.get("schema") if isinstance(spec, dict) else None
     return {"type": "json_object", **({"schema": schema} if isinstance(schema, dict) else {})}
+
+
+def _text_content(message: dict[str, Any]) -> dict[str, Any]:
+    """A list of text parts as one string: chat templates print `content` as it is, a list included."""
+    content = message.get("content")
+    if isinstance(content, list):
+        texts = [str(p["text"]) for p in content if isinstance(p, dict) and p.get("text") is not None]
+        return {**message, "content": "\n".join(texts)}
+    return message
+
+
+def _tool_arguments(arguments: dict[str, Any], *, tier: str) -> dict[str, Any]:
+    """Arguments for llama-cpp-python's `chatml-function-calling` handler, which knows less than the OpenAI API."""
+    arguments = dict(arguments)
+    if functions := arguments.pop("functions", None):  # the legacy form, as tools
+        arguments.setdefault("tools", [{"type": "function", "function": f} for f in functions])
+        call = arguments.pop("function_call", None)
+        if call is not None and "tool_choice" not in arguments:
+            arguments["tool_choice"] = call if isinstance(call, str) else {"type": "function", "function": call}
+    names = [t.get("function", {}).get("name") for t in arguments["tools"]]
+    choice = arguments.get("tool_choice") or "auto"  # OpenAI's default when tools are offered (the handler's: none)
+    if choice == "required":  # the handler cannot force "one of several"; with one tool, it is that tool
+        if len(names) != 1:
+            raise TierRejected(f"tier {tier!r} cannot honour tool_choice 'required' with {len(names)} tools; "
+                               "name the tool to call in tool_choice", status=400)
+        choice = {"type": "function", "function": {"name": names[0]}}
+    if isinstance(choice, dict) and (choice.get("function") or {}).get("name") not in names:
+        raise TierRejected(f"tool_choice names a function that is not among the tools ({names})", status=400)
+    if not isinstance(choice, dict) and choice != "auto":
+        raise TierRejected(f"unknown tool_choice {choice!r}", status=400)
+    messages = _tool_results_as_user_turns(arguments["messages"])
+    if not any(m.get("role") == "system" for m in messages):
+        messages.insert(0, {"role": "system", "content": ""})  # the handler lists the tools in the system turn
+    return {**arguments, "messages": messages, "tool_choice": choice}
+
+
+def _tool_results_as_user_turns(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The handler's template drops `tool` turns; as user turns the model still sees each result."""
+    names: dict[str, str] = {}
+    out = []
+    for message in messages:
+        for call in message.get("tool_calls") or []:
+            names[call.get("id", "")] = call.get("function", {}).get("name", "")
+        if message.get("role") in {"tool", "function"}:
+            name = message.get("name") or names.get(message.get("tool_call_id", ""), "") or "the tool"
+            message = {"role": "user", "content": f"Result of {name}: {message.get('content') or ''}"}
+        out.append(message)
+    return out
