@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -70,6 +71,12 @@ def gateway_round(client: httpx.Client, url: str, *, max_tokens: int) -> tuple[f
     return _measure(pieces())
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of one process (Linux /proc): the gateway's own work, without its children (the worker)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -93,13 +100,16 @@ def main() -> None:
         model = Llama(model_path=str(path), n_ctx=2048, n_threads=args.threads, logits_all=True, verbose=False)
         url = f"http://127.0.0.1:{port}"
         results: dict[str, list[tuple[float, float, int]]] = {"raw llama-cpp-python": [], "through the gateway": []}
+        gateway_cpu_s = 0.0
         try:
             with httpx.Client(timeout=120) as client:
                 gateway_round(client, url, max_tokens=8)  # warm-up: first request pays one-off costs
                 raw_rounds(model, max_tokens=8)
                 for _ in range(args.rounds):
                     results["raw llama-cpp-python"].append(raw_rounds(model, max_tokens=args.max_tokens))
+                    before = _cpu_seconds(gateway.pid)
                     results["through the gateway"].append(gateway_round(client, url, max_tokens=args.max_tokens))
+                    gateway_cpu_s += _cpu_seconds(gateway.pid) - before
         finally:
             stop_process(gateway)
             model.close()
@@ -114,6 +124,9 @@ def main() -> None:
         print(f"{name:22} {ttft:12.1f} {rate:17.1f} {statistics.median(r[2] for r in runs):7.0f}")
     (raw_ttft, raw_rate), (gw_ttft, gw_rate) = medians.values()
     print(f"gateway vs raw: TTFT {gw_ttft - raw_ttft:+.1f} ms, decode {100 * (gw_rate / raw_rate - 1):+.1f} %")
+    tokens = sum(r[2] for r in results["through the gateway"])
+    print(f"gateway process CPU (its event loop, not the model's worker): {1000 * gateway_cpu_s / tokens:.2f} ms "
+          "per streamed token")
 
 
 if __name__ == "__main__":
