@@ -25,6 +25,7 @@ from tierwise.gateway.state import GatewayState
 from tierwise.routing.budget import BudgetLedger
 from tierwise.routing.cascade import CascadeCheck
 from tierwise.routing.router import CheapestHealthyRouter, Router
+from tierwise.routing.text_forms import normalise
 from tierwise.tiers.base import Tier
 from tierwise.tiers.registry import build_tier
 
@@ -45,6 +46,8 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
             app.state.tierwise = state
             app.state.metrics = state.metrics
             await state.probe()  # /healthz answers from probe results: have one before serving
+            if settings.policies.personal_data != "off":
+                normalise("")  # builds the scan's Unicode table (≈ 0.25 s) now, not in the first request
             prober = asyncio.create_task(_probe_forever(state), name="tierwise-health-prober")
             try:
                 yield
