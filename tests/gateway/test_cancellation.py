@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import time
@@ -49,3 +50,21 @@ def test_a_client_that_stops_reading_is_cut_off_and_frees_the_slot(stub_backend,
             if response.status_code == 200:
                 break
             assert time.monotonic() < deadline, "a client that stopped reading still holds the tier's slot"
+
+
+def test_a_client_gone_while_queued_never_reaches_the_backend(stub_backend, run_gateway):
+    base, behavior = stub_backend
+    behavior.header_delay_s = 1.5  # the first request holds the only slot for 1.5 s
+    url = run_gateway({"tiers": [openai_tier("edge", base, max_concurrent=1, read_timeout_s=30)]})
+
+    async def scenario() -> int:
+        async with httpx.AsyncClient(timeout=10) as client:
+            first = asyncio.create_task(client.post(f"{url}/v1/chat/completions", json=BODY))
+            await asyncio.sleep(0.3)
+            with pytest.raises(httpx.ReadTimeout):  # the second waits in the tier's queue, then gives up
+                await client.post(f"{url}/v1/chat/completions", json=BODY, timeout=0.5)
+            return (await first).status_code
+
+    assert asyncio.run(scenario()) == 200
+    time.sleep(0.5)  # had it stayed queued, it would have reached the backend once the slot was free
+    assert len(behavior.received) == 1

@@ -154,3 +154,13 @@ def test_an_ip_address_at_the_end_of_a_sentence_stays_private(tiers, run_gateway
         {"role": "user", "content": "The VPN gateway is at 192.168.10.24."}]}])[0]
     assert result.clean
     assert cloud.received == [], "an IPv4 address before a full stop reached the cloud"
+
+
+def test_a_canary_in_a_large_body_is_found_by_the_scan_off_the_event_loop(tiers, run_gateway):
+    device_url, _, cloud_url, cloud = tiers
+    url = run_gateway(_config(device_url, cloud_url))
+    big = LONG * 20  # ≈ 60 KB: over SCAN_IN_THREAD_CHARS, so the scan runs in a thread
+    results = send_all(url, [{"model": "auto", "messages": [{"role": "user", "content": f"{big} {c} {big}"}]}
+                             for c in CANARIES[:3] + WRITTEN_FORMS[:3]])
+    assert all(r.clean and r.tier == "device" for r in results), results
+    assert _leaked(cloud) == [] and cloud.received == []

@@ -39,6 +39,8 @@ class PolicyContext:
         """Kinds of personal data in everything the request would send (scanned once: it is the costly part)."""
         if self.settings.personal_data == "off":
             return set()
+        if self.request.pii_kinds is not None:
+            return set(self.request.pii_kinds)
         return pii_kinds_found(self.request.conversation or self.request.prompt, kinds=self.settings.pii_kinds)
 
 

@@ -42,6 +42,8 @@ class RouteRequest:
     max_tokens: int | None = None
     # tier name -> what the request needs that the tier cannot honour (tools, a JSON schema, images, context)
     unsupported: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # kinds of personal data in `conversation`, when the caller scanned it already (off the event loop)
+    pii_kinds: frozenset[str] | None = None
 
 
 @dataclass

@@ -33,7 +33,7 @@ async def chat_completions(request: Request) -> JSONResponse | StreamingResponse
     state: GatewayState = request.app.state.tierwise
     api_key = state.auth.key_of(request)
     chat = await _parse(request)
-    plan = plan_route(state, chat, api_key)
+    plan = await plan_route(state, chat, api_key)
     # Until the first byte of the answer is sent, only a listener notices a client that left: without it an
     # abandoned request keeps its tier busy generating an answer nobody will read.
     if chat.stream:
