@@ -84,7 +84,8 @@ class GatewayState:
         Without `detailed` only availability: error texts and latencies are not for anonymous callers."""
         report: dict[str, dict[str, object]] = {}
         for name, tracker in self.health.items():
-            entry: dict[str, object] = {"available": tracker.available()}
+            # a tier in cooldown or half-open is down for a health check, even though a request may try it
+            entry: dict[str, object] = {"available": not tracker.is_down}
             probe = self.last_probe.get(name)
             if detailed:
                 entry |= {
