@@ -65,6 +65,8 @@ def _placements(canary: str) -> dict[str, dict[str, Any]]:
                 "name": "lookup", "arguments": json.dumps({"who": canary})}}]},
             {"role": "tool", "tool_call_id": "c1", "content": "found"}, *user]},
         "user field": {"messages": user, "user": canary},
+        "stream_options": {"messages": user, "stream_options": {"include_usage": True, "note": canary}},
+        "content part type": {"messages": [{"role": "user", "content": [{"type": canary, "text": "hi"}]}]},
         "metadata": {"messages": user, "metadata": {"customer": {"contact": [canary]}}},
     }
 
@@ -79,6 +81,16 @@ def _leaked(recorder: StubBehavior) -> list[str]:
     received = json.dumps(recorder.received, ensure_ascii=False)
     squashed = _squash(received)
     return [c for c in CANARIES + WRITTEN_FORMS if c in received or _squash(c) in squashed]
+
+
+def test_a_phone_number_sent_as_a_json_number_stays_private(tiers, run_gateway):
+    device_url, _, cloud_url, cloud = tiers
+    url = run_gateway(_config(device_url, cloud_url))
+    results = send_all(url, [{"model": "auto", "seed": 13800138000, "messages": [{"role": "user", "content": "hi"}]},
+                             {"model": "auto", "metadata": {"phone": 8613912345678},
+                              "messages": [{"role": "user", "content": "hi"}]}])
+    assert all(r.clean and r.tier == "device" for r in results), results
+    assert cloud.received == []
 
 
 def test_canaries_are_valid_personal_data():
