@@ -19,6 +19,26 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATASETS = REPO_ROOT.parent / "shared" / "datasets"
 
 
+_sdk_clients: list[Any] = []
+
+
+def sdk(url: str, *, api_key: str = "none", timeout: float = 60, **kwargs: Any) -> Any:
+    """The stock openai SDK's client on a gateway URL; closed after the test (a client left to the garbage
+    collector warns about its pooled sockets, which the warnings-as-errors setting turns into a failure)."""
+    import openai
+
+    client = openai.OpenAI(base_url=f"{url}/v1", api_key=api_key, max_retries=0, timeout=timeout, **kwargs)
+    _sdk_clients.append(client)
+    return client
+
+
+@pytest.fixture(autouse=True)
+def _close_sdk_clients() -> Iterator[None]:
+    yield
+    while _sdk_clients:
+        _sdk_clients.pop().close()
+
+
 def needs_llama_cpp() -> None:
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (the 'device' extra)")
 

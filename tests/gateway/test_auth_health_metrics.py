@@ -5,7 +5,7 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import openai_tier
+from tests.conftest import openai_tier, sdk
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -23,16 +23,16 @@ def test_api_keys_guard_every_endpoint_but_health(stub_backend, run_gateway, mon
             assert "sk-bad" not in response.text
     assert httpx.get(f"{url}/healthz").status_code == 200
     for key in ("sk-good", "sk-env-2"):
-        sdk = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
-        assert sdk.chat.completions.create(model="edge", messages=MESSAGES).choices[0].message.content
+        client = sdk(url, api_key=key)
+        assert client.chat.completions.create(model="edge", messages=MESSAGES).choices[0].message.content
     with pytest.raises(openai.AuthenticationError):
-        openai.OpenAI(base_url=f"{url}/v1", api_key="sk-wrong", max_retries=0).models.list()
+        sdk(url, api_key="sk-wrong").models.list()
 
 
 def test_models_lists_tiers_and_auto(stub_backend, run_gateway):
     base, _ = stub_backend
     url = run_gateway({"tiers": [openai_tier("edge", base), openai_tier("cloud", base, location="cloud")]})
-    ids = [m.id for m in openai.OpenAI(base_url=f"{url}/v1", api_key="x").models.list()]
+    ids = [m.id for m in sdk(url, api_key="x").models.list()]
     assert ids == ["auto", "edge", "cloud"]
 
 
@@ -63,11 +63,11 @@ def test_healthz_answers_from_state_and_keeps_details_for_key_holders(stub_backe
 def test_metrics_count_requests_tokens_and_errors(stub_backend, run_gateway):
     base, _ = stub_backend
     url = run_gateway({"tiers": [openai_tier("edge", base)]})
-    sdk = openai.OpenAI(base_url=f"{url}/v1", api_key="x", max_retries=0)
-    sdk.chat.completions.create(model="edge", messages=MESSAGES)
-    list(sdk.chat.completions.create(model="edge", messages=MESSAGES, stream=True))
+    client = sdk(url, api_key="x")
+    client.chat.completions.create(model="edge", messages=MESSAGES)
+    list(client.chat.completions.create(model="edge", messages=MESSAGES, stream=True))
     with pytest.raises(openai.NotFoundError):
-        sdk.chat.completions.create(model="nope", messages=MESSAGES)
+        client.chat.completions.create(model="nope", messages=MESSAGES)
     text = httpx.get(f"{url}/metrics").text
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}

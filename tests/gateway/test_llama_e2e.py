@@ -8,15 +8,11 @@ import signal
 import openai
 import pytest
 
-from tests.conftest import llama_tier, needs_llama_cpp, openai_tier
+from tests.conftest import llama_tier, needs_llama_cpp, openai_tier, sdk
 from tierwise.testing.servers import free_port, start_llama_server, stop_process, wait_until_ready
 
 pytestmark = pytest.mark.slow
 MESSAGES = [{"role": "user", "content": "hello world"}]
-
-
-def sdk(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=60)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import llama_tier, needs_llama_cpp, openai_tier
+from tests.conftest import llama_tier, needs_llama_cpp, openai_tier, sdk
 from tierwise.testing.servers import serve_in_thread
 from tierwise.testing.stub_backend import StubBehavior, create_stub_app
 
@@ -24,10 +24,6 @@ CANARIES = [
     "Charge card 4111 1111 1111 1111 for the order",
     "The server at 192.168.10.24 refuses ssh",
 ]
-
-
-def sdk(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key="none", max_retries=0, timeout=60)
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import httpx
 import openai
 import pytest
 
-from tests.conftest import openai_tier
+from tests.conftest import openai_tier, sdk
 from tierwise.testing.servers import serve_in_thread
 from tierwise.testing.stub_backend import StubBehavior, create_stub_app
 
@@ -14,7 +14,7 @@ MESSAGES = [{"role": "user", "content": "Say hello"}]
 
 
 def client(url: str, **kwargs) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=kwargs.pop("api_key", "none"), max_retries=0, **kwargs)
+    return sdk(url, **kwargs)
 
 
 def test_unknown_fields_pass_through_both_ways(stub_backend, run_gateway):

@@ -140,7 +140,7 @@ def test_a_request_whose_client_leaves_stops_generating_within_a_token(smollm2, 
         await asyncio.wait_for(_all(tier.generate(request(ask("Hi"), max_tokens=1))), timeout=20)
         return time.monotonic() - left
 
-    assert smollm2.run(scenario) < 3  # not the minute the story would take
+    assert smollm2.run(scenario) < 15  # 2,000 tokens would keep the worker busy for 30 s or more here
 
 
 async def _all(stream: Any) -> list[dict[str, Any]]:
