@@ -169,6 +169,21 @@ class GatewayConfig(_Strict):
     failure_threshold: int = Field(3, ge=1, description="consecutive failures that mark a tier down")
     cooldown_s: float = Field(5.0, gt=0, description="how long a down tier is skipped before a probe")
     probe_interval_s: float = Field(5.0, gt=0, description="how often every tier's health is probed")
+    state_url: str | None = Field(
+        None, description="redis://HOST:PORT/DB (or rediss://): budget and tier health shared by replicas; None: "
+        "in-process"
+    )
+    state_password_env: str | None = Field(None, description="environment variable with the state store's password")
+    state_sync_interval_s: float = Field(
+        0.5, gt=0, le=60, description="how often shared state is pushed to and read back from the state store"
+    )
+
+    @field_validator("state_url")
+    @classmethod
+    def _redis_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("redis://", "rediss://")):
+            raise ValueError(f"must start with redis:// or rediss://, not {url.split(':', 1)[0]!r}://")
+        return url
 
 
 class Settings(_Strict):

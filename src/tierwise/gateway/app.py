@@ -20,6 +20,7 @@ from tierwise.gateway.errors import install_error_handlers
 from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.limits import BodySizeLimit
 from tierwise.gateway.metrics import GatewayMetrics
+from tierwise.gateway.request_id import RequestIdMiddleware
 from tierwise.gateway.routes import chat, health, metrics, models
 from tierwise.gateway.state import GatewayState
 from tierwise.routing.budget import BudgetLedger
@@ -45,6 +46,8 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
                 started.append(tier)
             app.state.tierwise = state
             app.state.metrics = state.metrics
+            if state.shared is not None:
+                await state.shared.start()  # never fails for Redis being down: the gateway serves on local state
             await state.probe()  # /healthz answers from probe results: have one before serving
             if settings.policies.personal_data != "off":
                 normalise("")  # builds the scan's Unicode table (≈ 0.25 s) now, not in the first request
@@ -56,6 +59,8 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
                 with contextlib.suppress(asyncio.CancelledError):
                     await prober
         finally:
+            if state.shared is not None:
+                await state.shared.aclose()  # pushes spending still queued when Redis answers
             for tier in started:
                 await tier.aclose()
 
@@ -71,6 +76,7 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
         allowed_hosts=frozenset(h.lower() for h in allowed) if allowed is not None
         else default_allowed_hosts(keyed=keyed, listen_host=settings.gateway.host),
     )
+    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so even refusals carry the id
     for module in (chat, models, health, metrics):
         app.include_router(module.router)
     return app
@@ -81,6 +87,11 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
     gw = settings.gateway
     trackers = {name: TierHealthTracker(gw.failure_threshold, gw.cooldown_s) for name in tiers}
     metrics_ = GatewayMetrics()
+    shared = None
+    if gw.state_url is not None:
+        from tierwise.state import SharedStateStore  # the Redis client: only when state is shared
+
+        shared = SharedStateStore.from_config(gw, trackers, registry=metrics_.registry)
     keys = list(gw.api_keys)
     if gw.api_keys_env:
         keys += [k.strip() for k in os.environ.get(gw.api_keys_env, "").split(",") if k.strip()]
@@ -92,8 +103,9 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
         router=router or _build_router(settings),
         metrics=metrics_,
         auth=ApiKeyAuth(keys),
-        ledger=BudgetLedger(),
+        ledger=shared.ledger if shared is not None else BudgetLedger(),
         cascade=load_cascade(settings, list(tiers)),
+        shared=shared,
     )
 
 

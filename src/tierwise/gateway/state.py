@@ -5,16 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tierwise.config import Settings
 from tierwise.gateway.auth import ApiKeyAuth
 from tierwise.gateway.dispatch import Dispatcher
 from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.metrics import GatewayMetrics
-from tierwise.routing.budget import BudgetLedger
+from tierwise.routing.budget import SpendLedger
 from tierwise.routing.cascade import CascadeCheck
 from tierwise.routing.router import Router, TierView
 from tierwise.tiers.base import Tier, TierHealth
+
+if TYPE_CHECKING:
+    from tierwise.state import SharedStateStore
 
 log = logging.getLogger("tierwise.gateway")
 
@@ -28,8 +32,9 @@ class GatewayState:
     router: Router
     metrics: GatewayMetrics
     auth: ApiKeyAuth
-    ledger: BudgetLedger
+    ledger: SpendLedger  # in-process, or `shared.ledger` when budget and tier health are shared through Redis
     cascade: CascadeCheck | None = None
+    shared: SharedStateStore | None = None  # with gateway.state_url; synced in the background while serving
     last_probe: dict[str, TierHealth] = field(default_factory=dict)  # tier -> its latest probe's result
 
     def ttft_estimates_ms(self) -> dict[str, float]:

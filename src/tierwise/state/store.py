@@ -1,0 +1,165 @@
+"""The gateway's link to Redis: one background task that syncs the shared ledger and breakers, and reconnects.
+
+A sync is one MULTI/EXEC transaction: add the queued charges, apply the queued breaker events, read back today's
+spending hash and every tier's hash. When Redis does not answer, the gateway keeps serving on its local state,
+the gauge `tierwise_shared_state_up` reads 0, and the next syncs retry (redis-py reconnects by itself).
+
+Usage::
+
+    store = SharedStateStore.from_config(settings.gateway, trackers, registry=metrics.registry)
+    await store.start()
+    ...
+    await store.aclose()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Gauge
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from tierwise.config import GatewayConfig
+from tierwise.errors import ConfigError
+from tierwise.gateway.health import TierHealthTracker
+from tierwise.routing.budget import utc_day
+from tierwise.state.breakers import RECORD_SCRIPT, SharedBreakers, tier_key
+from tierwise.state.spend import SPEND_TTL_S, SharedBudgetLedger, spend_key
+
+log = logging.getLogger("tierwise.gateway")
+
+SOCKET_TIMEOUT_S = 1.0  # a sync waits at most this long on an unresponsive Redis
+
+
+class SharedStateStore:
+    """Owns the Redis client, the shared ledger and breakers, and the task that syncs them."""
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        ledger: SharedBudgetLedger,
+        breakers: SharedBreakers,
+        interval_s: float,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.client = client
+        self.ledger = ledger
+        self.breakers = breakers
+        self.interval_s = interval_s
+        self.up = False
+        self.gauge = Gauge(
+            "tierwise_shared_state_up", "1 while the shared state store (Redis) answers, else 0", registry=registry
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+
+    @classmethod
+    def from_config(
+        cls, config: GatewayConfig, trackers: Mapping[str, TierHealthTracker], *, registry: CollectorRegistry | None
+    ) -> SharedStateStore:
+        """The store `gateway.state_url` names (nothing is connected until `start`)."""
+        if config.state_url is None:
+            raise ConfigError("gateway.state_url is not set")
+        options: dict[str, Any] = {}
+        if config.state_password_env:
+            options["password"] = os.environ.get(config.state_password_env)
+            if options["password"] is None:
+                raise ConfigError(f"gateway.state_password_env: {config.state_password_env} is not set")
+        client: Redis = Redis.from_url(
+            config.state_url,
+            **options,  # a password in the URL itself is used when there is no variable
+            decode_responses=True,
+            socket_timeout=SOCKET_TIMEOUT_S,
+            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0),  # the sync loop is the retry: a sync must never hang
+        )
+        breakers = SharedBreakers(trackers, failure_threshold=config.failure_threshold, cooldown_s=config.cooldown_s)
+        return cls(client, ledger=SharedBudgetLedger(), breakers=breakers, interval_s=config.state_sync_interval_s,
+                   registry=registry)
+
+    async def start(self) -> None:
+        """Attach to the trackers, sync once (serving starts even if Redis is down), then sync in the background."""
+        loop = asyncio.get_running_loop()
+        wake = self._wake = asyncio.Event()
+
+        def soon() -> None:  # charges may be recorded from any thread
+            loop.call_soon_threadsafe(wake.set)
+
+        self.ledger.on_charge = self.breakers.on_failure = soon
+        self.breakers.attach()
+        await self.sync()
+        self._task = asyncio.create_task(self._sync_forever(), name="tierwise-shared-state")
+
+    async def aclose(self) -> None:
+        """Stop syncing, push what is still queued (if Redis answers), and disconnect."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+            await self.sync()
+        if self.ledger.queued_usd() > 0:
+            log.warning("shared state: %.6g USD of spending could not be written to Redis", self.ledger.queued_usd())
+        await self.client.aclose()
+
+    async def sync(self) -> bool:
+        """Push queued charges and breaker events, read back the shared view; False if Redis did not answer."""
+        day = utc_day()
+        charges = self.ledger.take_queued()
+        events = self.breakers.take_events()
+        tiers = list(self.breakers.trackers)
+        try:
+            results = await self._exchange(day, charges, events, tiers)
+        except (RedisError, OSError) as err:
+            self.ledger.restore()
+            self.breakers.restore(events)
+            self._mark(up=False, why=f"{type(err).__name__}: {err}")
+            return False
+        self.ledger.confirm(day, {digest: float(usd) for digest, usd in results[-1 - len(tiers)].items()})
+        self.breakers.adopt(dict(zip(tiers, results[len(results) - len(tiers):], strict=True)))
+        self._mark(up=True)
+        return True
+
+    async def _exchange(self, day: Any, charges: Any, events: Any, tiers: list[str]) -> list[Any]:
+        async with self.client.pipeline(transaction=True) as pipe:
+            for (charge_day, digest), usd in charges.items():
+                pipe.hincrbyfloat(spend_key(charge_day), digest, usd)
+                pipe.expire(spend_key(charge_day), SPEND_TTL_S)
+            for event in events:
+                pipe.eval(RECORD_SCRIPT, 1, tier_key(event.tier), *self.breakers.script_args(event))
+            pipe.hgetall(spend_key(day))
+            for name in tiers:
+                pipe.hgetall(tier_key(name))
+            return list(await pipe.execute())
+
+    def _mark(self, *, up: bool, why: str = "") -> None:
+        if up != self.up:
+            if up:
+                log.info("shared state: Redis answers; syncing budget and tier health again")
+            else:
+                log.warning("shared state: Redis unreachable (%s); serving on local state", why)
+        self.up = up
+        self.gauge.set(1 if up else 0)
+
+    async def _sync_forever(self) -> None:
+        assert self._wake is not None
+        while True:
+            if self.up:  # a charge or failure syncs at once; while Redis is down, retry at the interval
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            else:
+                await asyncio.sleep(self.interval_s)
+            self._wake.clear()
+            try:
+                await self.sync()
+            except Exception:  # a sync bug must not stop syncing
+                log.exception("shared state sync failed")
