@@ -37,6 +37,7 @@ class StubBehavior:
     record: bool = True
     replies: dict[str, str] = field(default_factory=dict)  # last user message → the answer (replays recorded logs)
     models_calls: int = 0  # GET /v1/models seen (health probes)
+    request_ids: list[str | None] = field(default_factory=list)  # the x-request-id of each chat request
     streaming: int = 0  # event streams being generated now (one that stops early was cancelled by its caller)
     completed: int = 0  # event streams generated to their end
 
@@ -54,6 +55,7 @@ def create_stub_app(behavior: StubBehavior | None = None, *, model: str = "stub-
             behavior.peers.add(request.client.port)
         if behavior.record:
             behavior.received.append(body)
+            behavior.request_ids.append(request.headers.get("x-request-id"))
         if behavior.header_delay_s:
             await asyncio.sleep(behavior.header_delay_s)
         if behavior.fail_first > 0:

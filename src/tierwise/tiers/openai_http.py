@@ -8,11 +8,13 @@ import json
 import logging
 import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from tierwise.request_context import current_request_id
 from tierwise.tiers.base import (
     Chunk,
     Tier,
@@ -107,6 +109,9 @@ class OpenAIHTTPTier(Tier):
         content = _encode(self.name, http_payload(request, self.dialect, model=self.config.model))
         cfg = self.config
         headers = {"Content-Type": "application/json"}
+        request_id = current_request_id()
+        if request_id is not None and (not self.dialect.request_id_uuid_only or _is_uuid(request_id)):
+            headers["x-request-id"] = request_id  # one id from the client through the backend's logs
         for attempt in range(cfg.retries + 1):
             yielded = False
             try:
@@ -165,6 +170,14 @@ class OpenAIHTTPTier(Tier):
                 f"healthy): {message}"
             )
         raise TierUnavailable(f"tier {self.name!r} answered {response.status_code}: {message}")
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _encode(tier: str, payload: dict[str, Any]) -> bytes:

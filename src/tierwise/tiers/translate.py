@@ -34,6 +34,7 @@ class Dialect:
     - `json_schema`: `native`, or `as_json_object` (`{"type": "json_object", "schema": ...}`, llama.cpp's form).
     - `null_content`: the server accepts `content: null` (an assistant turn that only calls tools); else "".
     - `stream_usage`: the server honours `stream_options.include_usage` (else the gateway estimates usage).
+    - `request_id_uuid_only`: forward the client's `x-request-id` only when it is a UUID.
     """
 
     name: str
@@ -42,6 +43,7 @@ class Dialect:
     json_schema: Literal["native", "as_json_object"] = "native"
     null_content: bool = True
     stream_usage: bool = True
+    request_id_uuid_only: bool = False  # the server refuses (400) an `x-request-id` that is not a UUID
 
 
 DIALECTS: dict[str, Dialect] = {
@@ -52,8 +54,9 @@ DIALECTS: dict[str, Dialect] = {
         # vLLM and SGLang read both limits; `max_tokens` is the one every version knows.
         Dialect("vllm"),
         # llama-cpp-python's server and llama.cpp's llama-server.
+        # (its starlette-context plugin answers 400 to an x-request-id that is not a UUID)
         Dialect("llama_cpp", developer_role=False, json_schema="as_json_object", null_content=False,
-                stream_usage=False),
+                stream_usage=False, request_id_uuid_only=True),
     )
 }
 

@@ -23,10 +23,13 @@ from tierwise.gateway.escalation import plan_escalation
 from tierwise.gateway.route_plan import RoutePlan, plan_route
 from tierwise.gateway.state import GatewayState
 from tierwise.protocol import ChatCompletionRequest, CompletionBuilder, error_body, new_completion_id
+from tierwise.request_context import current_request_id
+from tierwise.tiers.base import Chunk
 
 log = logging.getLogger("tierwise.gateway")
 router = APIRouter()
 _CLOSE_TIMEOUT_S = 10.0
+COST_HEADER = "x-tierwise-cost-usd"
 
 
 @router.post("/v1/chat/completions", response_model=None)
@@ -87,7 +90,8 @@ def _has_lone_surrogate(data: Any) -> bool:
 
 def _report(plan: RoutePlan, served: Served) -> dict[str, Any]:
     tier = served.tier
-    report = {**plan.info, "tier": tier.name, "location": tier.location, "model": tier.model_name}
+    report = {**plan.info, "tier": tier.name, "location": tier.location, "model": tier.model_name,
+              "request_id": current_request_id()}
     if served.failed:
         report["failover"] = served.failed
         report["reasons"] = [*plan.info.get("reasons", []), f"failed over to {tier.name!r}"]
@@ -149,6 +153,7 @@ async def _complete(
         state.metrics.cascade_checks.labels(escalation.checked, escalation.result).inc()
     if cost is not None:
         report["cost_usd"] = cost  # both calls, when the request was escalated
+        headers[COST_HEADER] = f"{cost:.8g}"
     body["tierwise"] = report
     return JSONResponse(body, headers=headers)
 
@@ -209,12 +214,34 @@ async def _events(
     state: GatewayState, chat: ChatCompletionRequest, served: Served, report: dict[str, Any], api_key: str | None
 ) -> AsyncIterator[bytes]:
     same = {"id": new_completion_id(), "model": served.tier.model_name}  # every chunk names the same answer
+    charged = False
     try:
         yield _sse({**served.first, **same, "tierwise": report})
+        # The cost is known only when the tier is done: the chunk that finishes the answer is held back (it carries
+        # no text of its own as a rule) and goes out last, with the cost — or the usage chunk, when asked for.
+        finishing: Chunk | None = None
+        usage_chunk: Chunk | None = None
         async for chunk in served.rest:
-            if not chunk.get("choices") and not chat.wants_usage_chunk:
-                continue  # the usage-only chunk goes out only when the client asked for it
+            if not chunk.get("choices"):  # the usage chunk, a tier's last
+                usage_chunk = chunk
+                continue
+            if finishing is not None:
+                yield _sse(finishing)
+                finishing = None
+            if any(c.get("finish_reason") for c in chunk["choices"]):
+                finishing = {**chunk, **same}
+                continue
             yield _sse({**chunk, **same})
+        summary: dict[str, Any] = {"request_id": report.get("request_id")}
+        if served.usage:
+            charged = True
+            summary["cost_usd"] = _charge(state, served, served.usage, api_key)
+        if usage_chunk is not None and chat.wants_usage_chunk:
+            if finishing is not None:
+                yield _sse(finishing)
+            yield _sse({**usage_chunk, **same, "tierwise": summary})
+        elif finishing is not None:
+            yield _sse({**finishing, "tierwise": summary})
     except TierwiseError as err:
         yield _sse(error_body(err.message, error_type=err.error_type, code=err.code))
     except Exception:
@@ -225,7 +252,7 @@ async def _events(
         # model freed), so the close is shielded from that cancellation, and bounded.
         with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
             await served.aclose()
-        if served.usage:
+        if served.usage and not charged:  # a broken or abandoned stream is charged for what it used
             _charge(state, served, served.usage, api_key)
     yield b"data: [DONE]\n\n"
 
