@@ -5,20 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import ValidationError
 from starlette.types import Message, Receive, Scope, Send
 
-from tierwise.errors import InvalidRequest, TierwiseError
+from tierwise.errors import TierwiseError
+from tierwise.gateway.body import parse_body
 from tierwise.gateway.disconnect import cancel_on_disconnect
 from tierwise.gateway.dispatch import Served
-from tierwise.gateway.errors import invalid_request_from
 from tierwise.gateway.escalation import plan_escalation
 from tierwise.gateway.route_plan import RoutePlan, plan_route
 from tierwise.gateway.state import GatewayState
@@ -36,56 +34,13 @@ COST_HEADER = "x-tierwise-cost-usd"
 async def chat_completions(request: Request) -> JSONResponse | StreamingResponse:
     state: GatewayState = request.app.state.tierwise
     api_key = state.auth.key_of(request)
-    chat = await _parse(request)
+    chat = await parse_body(request, ChatCompletionRequest)
     plan = await plan_route(state, chat, api_key)
     # Until the first byte of the answer is sent, only a listener notices a client that left: without it an
     # abandoned request keeps its tier busy generating an answer nobody will read.
     if chat.stream:
         return await cancel_on_disconnect(request, _stream(state, chat, plan, api_key))
     return await cancel_on_disconnect(request, _complete(state, chat, plan, api_key))
-
-
-async def _parse(request: Request) -> ChatCompletionRequest:
-    body = await request.body()
-    if not body.strip():
-        raise InvalidRequest("the request body is empty; expected a JSON object")
-    try:
-        data = json.loads(body, parse_constant=_no_constants)
-    except UnicodeDecodeError:
-        raise InvalidRequest("the request body is not valid UTF-8") from None
-    except ValueError as err:
-        raise InvalidRequest(f"the request body is not valid JSON: {err}") from None
-    except RecursionError:
-        raise InvalidRequest("the request body is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise InvalidRequest("the request body must be a JSON object")
-    if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(data):
-        raise InvalidRequest("the request body has a \\u escape that is not a valid character (a lone surrogate)")
-    try:
-        return ChatCompletionRequest.model_validate(data)
-    except ValidationError as err:
-        raise invalid_request_from(err) from None
-    except RecursionError:
-        raise InvalidRequest("the request body is nested too deeply") from None
-
-
-# NaN/Infinity are not JSON and a lone surrogate (`"\\ud800"`) is not text: Python's parser accepts both, but
-# they cannot be sent on to a backend, so they are the client's error here rather than a tier failure later.
-_SURROGATE_ESCAPE = re.compile(rb"\\[uU][dD][89a-fA-F]")
-
-
-def _no_constants(name: str) -> Any:
-    raise InvalidRequest(f"the request body is not valid JSON: {name} is not a JSON value")
-
-
-def _has_lone_surrogate(data: Any) -> bool:
-    try:
-        json.dumps(data, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    except (ValueError, RecursionError):
-        return False  # other problems are caught where they matter
-    return False
 
 
 def _report(plan: RoutePlan, served: Served) -> dict[str, Any]:
