@@ -50,6 +50,9 @@ class _TierBase(_Strict):
     max_queue: int = Field(64, ge=0, description="requests waiting for a slot; past it: the next tier, or 503")
     queue_timeout_s: float = Field(60.0, gt=0, description="longest wait for a slot before the next tier, or 503")
     capabilities: CapabilitiesConfig = CapabilitiesConfig()
+    think_tags: bool = Field(
+        False, description="the model writes its reasoning as <think>…</think> in content: move it to reasoning_content"
+    )
 
     @field_validator("name")
     @classmethod

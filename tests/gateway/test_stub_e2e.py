@@ -94,3 +94,24 @@ def test_mid_stream_failure_ends_with_error_event(stub_backend, run_gateway, mod
     stream = client(url).chat.completions.create(model="edge", messages=MESSAGES, stream=True)
     with pytest.raises(openai.APIError):
         list(stream)
+
+
+def test_inline_think_tags_become_reasoning_content_on_a_configured_tier(stub_backend, run_gateway):
+    base, behavior = stub_backend
+    behavior.pieces = ["<think>", "small ", "numbers", "</think>", "It is ", "5."]
+    url = run_gateway({"tiers": [openai_tier("r1", base, think_tags=True)]})
+    complete = client(url).chat.completions.create(model="r1", messages=MESSAGES)
+    message = complete.choices[0].message
+    assert message.content == "It is 5." and message.model_extra["reasoning_content"] == "small numbers"
+    chunks = list(client(url).chat.completions.create(model="r1", messages=MESSAGES, stream=True))
+    reasoning = "".join((c.choices[0].delta.model_extra or {}).get("reasoning_content") or "" for c in chunks)
+    assert reasoning == "small numbers"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == "It is 5."
+
+
+def test_reasoning_content_from_the_backend_is_passed_through(stub_backend, run_gateway):
+    base, behavior = stub_backend
+    behavior.extra_delta = {"reasoning_content": "thinking…"}
+    url = run_gateway({"tiers": [openai_tier("edge", base)]})
+    message = client(url).chat.completions.create(model="edge", messages=MESSAGES).choices[0].message
+    assert message.model_extra["reasoning_content"].startswith("thinking…")

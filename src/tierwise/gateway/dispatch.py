@@ -20,6 +20,7 @@ from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.protocol import ChatCompletionRequest
 from tierwise.tiers.base import Chunk, Tier, TierBusy, TierRateLimited, TierRejected, TierRequestFailed
+from tierwise.tiers.reasoning import split_think_tags
 
 log = logging.getLogger("tierwise.gateway")
 
@@ -129,6 +130,8 @@ class Dispatcher:
         self.health[name].in_flight += 1
         started = time.perf_counter()
         stream = tier.generate(request)
+        if tier.config.think_tags:
+            stream = split_think_tags(stream)
         try:
             first = await anext(stream)
         except StopAsyncIteration:
