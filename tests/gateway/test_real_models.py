@@ -263,3 +263,12 @@ def test_a_crash_in_the_device_model_takes_down_only_that_request(served, caplog
                 time.sleep(0.5)
     assert "5" in again.choices[0].message.content
     assert any("SIGKILL" in r.getMessage() for r in caplog.records)
+
+
+def test_the_responses_and_embeddings_endpoints_answer_with_model_auto(gateway):
+    client = sdk(gateway)
+    reply = client.responses.create(model="auto", input="What is 2 + 3?", temperature=0, max_output_tokens=16)
+    assert "5" in reply.output_text and reply.model_extra["tierwise"]["tier"] == "device"
+    pytest.importorskip("tokenizers")
+    vectors = client.embeddings.create(model="auto", input=["What is 2 + 3?", "Add two and three."])
+    assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 384

@@ -60,7 +60,7 @@ def _headers(served: Served) -> dict[str, str]:
     return headers
 
 
-async def _collect(
+async def collect_answer(
     state: GatewayState, chat: ChatCompletionRequest, order: list[str], plan: RoutePlan
 ) -> tuple[Served, CompletionBuilder]:
     """Non-streaming: nothing has reached the client yet, so even a mid-answer failure may move on."""
@@ -85,22 +85,22 @@ async def _collect(
 async def _complete(
     state: GatewayState, chat: ChatCompletionRequest, plan: RoutePlan, api_key: str | None
 ) -> JSONResponse:
-    served, builder = await _collect(state, chat, list(plan.order), plan)
+    served, builder = await collect_answer(state, chat, list(plan.order), plan)
     completion_id = new_completion_id()
     body = builder.build(completion_id=completion_id, model=served.tier.model_name)
     report = _report(plan, served)
-    cost = _charge(state, served, builder.usage, api_key) if builder.usage else None
+    cost = charge(state, served, builder.usage, api_key) if builder.usage else None
     headers = _headers(served)
     escalation = plan_escalation(state, chat, plan, served.tier.name, body)
     if escalation is not None and escalation.target is not None:
         try:
-            up, up_builder = await _collect(state, chat, [escalation.target], plan)
+            up, up_builder = await collect_answer(state, chat, [escalation.target], plan)
         except TierwiseError as err:  # the first answer is still an answer: keep it, say what happened
             escalation.error = f"escalation to {escalation.target!r} failed: {err.message}"
         else:
             body = up_builder.build(completion_id=completion_id, model=up.tier.model_name)
             report = {**_report(plan, up), "reasons": [*plan.info.get("reasons", []), escalation.reason]}
-            up_cost = _charge(state, up, up_builder.usage, api_key) if up_builder.usage else None
+            up_cost = charge(state, up, up_builder.usage, api_key) if up_builder.usage else None
             cost = None if cost is None and up_cost is None else (cost or 0.0) + (up_cost or 0.0)
             headers = {**_headers(up), "x-tierwise-escalated-from": escalation.checked}
     if escalation is not None:
@@ -113,7 +113,7 @@ async def _complete(
     return JSONResponse(body, headers=headers)
 
 
-def _charge(state: GatewayState, served: Served, usage: dict[str, Any], api_key: str | None) -> float:
+def charge(state: GatewayState, served: Served, usage: dict[str, Any], api_key: str | None) -> float:
     """What the request cost on the tier that served it, added to the key's spending today."""
     cost = served.tier.cost_usd(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
     state.ledger.charge(api_key, cost)
@@ -127,7 +127,7 @@ async def _stream(
     served = await state.dispatcher.open(
         chat, plan.order, skip_down=not plan.pinned, excluded=plan.info.get("excluded")
     )
-    return _ServedStream(
+    return ServedStream(
         served,
         _events(state, chat, served, _report(plan, served), api_key),
         write_timeout_s=state.settings.gateway.client_write_timeout_s,
@@ -136,7 +136,7 @@ async def _stream(
     )
 
 
-class _ServedStream(StreamingResponse):
+class ServedStream(StreamingResponse):
     """A streamed answer that frees its tier however the response ends, even if its body was never started
     (a client gone before the first byte: the event generator then never runs its own cleanup).
 
@@ -190,7 +190,7 @@ async def _events(
         summary: dict[str, Any] = {"request_id": report.get("request_id")}
         if served.usage:
             charged = True
-            summary["cost_usd"] = _charge(state, served, served.usage, api_key)
+            summary["cost_usd"] = charge(state, served, served.usage, api_key)
         if usage_chunk is not None and chat.wants_usage_chunk:
             if finishing is not None:
                 yield _sse(finishing)
@@ -208,7 +208,7 @@ async def _events(
         with anyio.move_on_after(_CLOSE_TIMEOUT_S, shield=True):
             await served.aclose()
         if served.usage and not charged:  # a broken or abandoned stream is charged for what it used
-            _charge(state, served, served.usage, api_key)
+            charge(state, served, served.usage, api_key)
     yield b"data: [DONE]\n\n"
 
 
