@@ -76,3 +76,11 @@ class NoTierAvailable(TierwiseError):
     status = 503
     error_type = "service_unavailable"
     code = "no_tier_available"
+
+
+class EmbeddingsUnavailable(TierwiseError):
+    """The local embedding model (the `router` extra) is not installed."""
+
+    status = 503
+    error_type = "service_unavailable"
+    code = "embeddings_unavailable"

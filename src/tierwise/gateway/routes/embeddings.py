@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from tierwise.errors import InvalidRequest, ModelNotFound, TierwiseError
+from tierwise.errors import EmbeddingsUnavailable, InvalidRequest, ModelNotFound
 from tierwise.gateway.body import parse_body
 from tierwise.gateway.disconnect import cancel_on_disconnect
 from tierwise.routing.minilm import DIM, EmbeddingModelMissing
@@ -45,12 +45,6 @@ class EmbeddingRequest(BaseModel):
         if any(not t for t in texts):
             raise InvalidRequest("input: texts must not be empty", param="input")
         return texts
-
-
-class EmbeddingsUnavailable(TierwiseError):
-    status = 503
-    error_type = "service_unavailable"
-    code = "embeddings_unavailable"
 
 
 @router.post("/v1/embeddings")
