@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,6 +21,9 @@ def serve(
     port: Annotated[int | None, typer.Option(help="overrides gateway.port")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
     access_log: Annotated[bool, typer.Option(help="log every request line")] = True,
+    workers: Annotated[
+        int, typer.Option(min=1, help="gateway processes on one port (more than 1 needs gateway.state_url)")
+    ] = 1,
 ) -> None:
     """Serve the OpenAI-compatible gateway in front of the configured tiers."""
     import uvicorn
@@ -29,29 +32,40 @@ def serve(
     from tierwise.config import load_settings
     from tierwise.gateway.app import create_app
     from tierwise.gateway.connection_limits import ConnectionLimits, fd_budget_problem, protocol_class
+    from tierwise.gateway.workers import export_settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = default_settings() if config is None else load_settings(config)
         _preflight(settings)
+        if workers > 1 and settings.gateway.state_url is None:
+            raise ConfigError(f"--workers {workers} needs gateway.state_url (Redis): without it each worker would "
+                              "keep its own budget ledger and tier health")
     except ConfigError as err:
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     overrides = {"host": host, "port": port}
     gateway = settings.gateway.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     settings = settings.model_copy(update={"gateway": gateway})  # the app knows where it listens (allowed hosts)
-    app = create_app(settings)
     connections = gateway.connections.model_dump()
     backlog = connections.pop("backlog")
     limits = ConnectionLimits(**connections)
     _raise_open_file_limit()
     if problem := fd_budget_problem(limits, backlog=backlog):
         logging.getLogger("tierwise.gateway").warning(problem)
+    if workers > 1:  # uvicorn starts workers from import strings: the settings go through the environment
+        export_settings(settings)
+        target: Any = "tierwise.gateway.workers:create_worker_app"
+        http: Any = "tierwise.gateway.workers:HttpProtocol"
+    else:
+        target, http = create_app(settings), protocol_class(limits)
     uvicorn.run(
-        app,
+        target,
+        factory=workers > 1,
+        workers=workers,
         host=gateway.host,
         port=gateway.port,
-        http=protocol_class(limits),  # bounds on request heads, slow clients and connections
+        http=http,  # bounds on request heads, slow clients and connections
         backlog=backlog,
         log_level=log_level,
         access_log=access_log,
