@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -25,7 +24,7 @@ import httpx
 import yaml
 
 from tierwise.bundled import SMOLLM2_NAME, smollm2_path
-from tierwise.testing.servers import free_port, start_process, stop_process
+from tierwise.testing.servers import cpu_seconds, free_port, start_process, stop_process
 
 MESSAGES = [{"role": "user", "content": "Write a long story about a dragon who learns to bake bread."}]
 
@@ -71,12 +70,6 @@ def gateway_round(client: httpx.Client, url: str, *, max_tokens: int) -> tuple[f
     return _measure(pieces())
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (Linux /proc): the gateway's own work, without its children (the worker)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -107,9 +100,9 @@ def main() -> None:
                 raw_rounds(model, max_tokens=8)
                 for _ in range(args.rounds):
                     results["raw llama-cpp-python"].append(raw_rounds(model, max_tokens=args.max_tokens))
-                    before = _cpu_seconds(gateway.pid)
+                    before = cpu_seconds(gateway.pid)
                     results["through the gateway"].append(gateway_round(client, url, max_tokens=args.max_tokens))
-                    gateway_cpu_s += _cpu_seconds(gateway.pid) - before
+                    gateway_cpu_s += cpu_seconds(gateway.pid) - before
         finally:
             stop_process(gateway)
             model.close()

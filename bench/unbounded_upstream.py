@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
-from tierwise.testing.servers import free_port, serve_in_thread, start_process, stop_process
+from tierwise.testing.servers import cpu_seconds, free_port, serve_in_thread, start_process, stop_process
 
 
 def endless_json_app(seconds: float) -> Starlette:
@@ -47,11 +46,6 @@ def endless_json_app(seconds: float) -> Starlette:
 
 def proc_status(pid: int) -> dict[str, str]:
     return dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:

@@ -94,3 +94,12 @@ def stop_process(process: subprocess.Popen[bytes], *, timeout_s: float = 10.0) -
             process.wait()
     if process.stderr is not None:
         process.stderr.close()
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of one process so far (Linux /proc), without its children: what a server itself cost."""
+    import os
+    from pathlib import Path
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
