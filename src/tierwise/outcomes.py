@@ -29,7 +29,8 @@ from typing import IO, Any
 
 import numpy as np
 
-CHARS_PER_TOKEN = 4.0  # the usual rule of thumb for English text; documented wherever it is applied
+from tierwise.costs import CHARS_PER_TOKEN
+
 OPTION_LETTERS = "ABCDEFGHIJKLMNOP"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -113,6 +114,32 @@ class ChatCompletionRequest(BaseModel):
 
     def conversation_text(self) -> str:
         return "\n".join(m.text() for m in self.messages)
+
+    @cached_property
+    def sent_fields(self) -> dict[str, Any]:
+        """The request as the client sent it (only the fields it set): serialised once, and both what the
+        personal-data scan reads and what every tier's payload is built from."""
+        return self.model_dump(exclude_unset=True)
+
+    @cached_property
+    def outbound_text(self) -> str:
+        """Every key and value the client sent, as text: what any tier's payload is made of (a dialect only
+        renames or maps fields), so the personal-data policy sees all of it — contents, `user`, `metadata`,
+        tools, a numeric `seed`, `stream_options`, a content part's `type` — not a list of fields chosen."""
+        texts: list[str] = []
+        stack: list[Any] = [self.sent_fields]
+        while stack:  # iterative: client JSON may be nested as deep as the parser allows
+            value = stack.pop()
+            if isinstance(value, dict):
+                stack.extend(value.keys())
+                stack.extend(value.values())
+            elif isinstance(value, list):
+                stack.extend(value)
+            elif isinstance(value, str):
+                texts.append(value)
+            elif isinstance(value, int | float) and not isinstance(value, bool):
+                texts.append(str(value))  # a phone number sent as a JSON number is still a phone number
+        return "\n".join(reversed(texts))
 
 
 def new_completion_id() -> str:

@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tierwise.errors import NoTierAvailable
 from tierwise.outcomes import OutcomeTable
 from tierwise.routing.calibrate import cloud_margins, cloud_share, tolerance_for_share
 from tierwise.routing.decision import choose_tier
 from tierwise.routing.features import FeaturizerSettings
 from tierwise.routing.learned import LearnedRouter
 from tierwise.routing.predictors import make_predictor
-from tierwise.routing.router import ROUTERS, NoTierAvailable, RouteRequest, TierView
+from tierwise.routing.router import ROUTERS, RouteRequest, TierView
 from tierwise.routing.selection import fold_ids, out_of_fold
 from tierwise.routing.train import parse_tiers, train_router
 

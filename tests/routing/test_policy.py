@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
+from tierwise.errors import NoTierAvailable, RateLimited
 from tierwise.routing.budget import BudgetLedger
 from tierwise.routing.policy import apply_policies
 from tierwise.routing.router import RouteRequest, TierView
@@ -28,7 +29,7 @@ def _allowed(outcome: object) -> list[str]:
 
 def test_no_policy_triggers_keeps_every_tier() -> None:
     out = apply_policies(_req(), TIERS, PolicySettings())
-    assert _allowed(out) == ["phone", "edge", "cloud"] and out.excluded == {} and out.status_code == 200
+    assert _allowed(out) == ["phone", "edge", "cloud"] and out.excluded == {}
 
 
 def test_personal_data_device_only_and_device_and_edge() -> None:
@@ -52,7 +53,7 @@ def test_personal_data_fails_closed_when_device_is_down() -> None:
     down = [TierView("phone", "device", 0, 0, healthy=False), EDGE, CLOUD]
     out = apply_policies(_req("call me on +86 138 0013 8000"), down, PolicySettings())
     assert out.allowed == [] and out.excluded["phone"] == "unhealthy or unreachable"
-    assert "personal data" in out.excluded["cloud"] and out.status_code == 503
+    assert "personal data" in out.excluded["cloud"] and isinstance(out.refusal(), NoTierAvailable)
 
 
 def test_unhealthy_tiers_out_and_offline_fallback() -> None:
@@ -89,7 +90,7 @@ def test_budget_pushes_to_cheaper_tiers_then_429() -> None:
     spent = apply_policies(_req(), TIERS, settings, spent_today_usd=1.0)
     assert _allowed(spent) == ["phone"]
     paid_only = apply_policies(_req(), [EDGE, CLOUD], settings, spent_today_usd=1.0)
-    assert paid_only.allowed == [] and paid_only.status_code == 429
+    assert paid_only.allowed == [] and isinstance(paid_only.refusal(), RateLimited)
 
 
 def test_budget_ledger_per_key_per_utc_day() -> None:

@@ -22,6 +22,7 @@ from tierwise.gateway.limits import BodySizeLimit
 from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.gateway.request_id import RequestIdMiddleware
 from tierwise.gateway.routes import chat, embeddings, health, metrics, models, responses
+from tierwise.gateway.service import ChatService
 from tierwise.gateway.state import GatewayState
 from tierwise.routing.budget import BudgetLedger
 from tierwise.routing.cascade import CascadeCheck
@@ -45,6 +46,7 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
                 await tier.start()
                 started.append(tier)
             app.state.tierwise = state
+            app.state.chat = ChatService(state)
             app.state.metrics = state.metrics
             if state.shared is not None:
                 await state.shared.start()  # never fails for Redis being down: the gateway serves on local state

@@ -1,4 +1,5 @@
-"""Bearer API keys, compared in constant time and never logged."""
+"""Bearer API keys, compared in constant time and never logged. Routes take the caller's key as a FastAPI
+dependency: `key: str | None = Depends(api_key)`."""
 
 from __future__ import annotations
 
@@ -42,3 +43,9 @@ class ApiKeyAuth:
         if not matched:
             raise AuthenticationFailed("invalid API key")
         return candidate.decode()
+
+
+def api_key(request: Request) -> str | None:
+    """The dependency: the caller's valid key (None with auth off); a missing or wrong key is a 401."""
+    auth: ApiKeyAuth = request.app.state.tierwise.auth
+    return auth.key_of(request)

@@ -13,14 +13,10 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
 
-from tierwise.protocol import error_body
+from tierwise.errors import ClientClosed
 
 T = TypeVar("T")
-
-# nginx's "client closed request": nobody reads it, but access logs and metrics show what happened.
-CLIENT_CLOSED_STATUS = 499
 
 
 async def _disconnected(request: Request) -> None:
@@ -29,8 +25,9 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T | JSONResponse:
-    """Run `work`; if the client disconnects first, cancel it (every resource it holds is freed on the way out)."""
+async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -> T:
+    """Run `work`; if the client disconnects first, cancel it (every resource it holds is freed on the way out)
+    and raise `ClientClosed` (answered with 499, which nobody reads but logs and metrics show)."""
     task = asyncio.ensure_future(work)
     listener = asyncio.ensure_future(_disconnected(request))
     try:
@@ -44,7 +41,4 @@ async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, T]) -
         return task.result()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)  # wait until its cleanup has run
-    return JSONResponse(
-        error_body("the client closed the connection", error_type="invalid_request_error", code="client_closed"),
-        status_code=CLIENT_CLOSED_STATUS,
-    )
+    raise ClientClosed("the client closed the connection")

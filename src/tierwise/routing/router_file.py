@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from tierwise.costs import DEFAULT_OUTPUT_TOKENS
 from tierwise.routing.features import FeaturizerSettings
 
 FORMAT = "tierwise-router"
@@ -36,7 +37,7 @@ class TierSpec:
     location: str
     input_per_mtok: float = 0.0
     output_per_mtok: float = 0.0
-    expected_output_tokens: float = 256.0
+    expected_output_tokens: float = float(DEFAULT_OUTPUT_TOKENS)
 
 
 @dataclass

@@ -8,64 +8,27 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from tierwise.errors import TierwiseError, UpstreamError
+from tierwise.costs import cost_usd
+from tierwise.errors import (  # re-exported: what a tier may raise, named where the interface is
+    TierBusy,
+    TierRateLimited,
+    TierRejected,
+    TierRequestFailed,
+    TierStreamBroken,
+    TierUnavailable,
+)
 from tierwise.tiers.capabilities import Capabilities
 
 if TYPE_CHECKING:
     from tierwise.config import CostConfig, TierConfig
     from tierwise.protocol import ChatCompletionRequest
 
+__all__ = [
+    "Chunk", "Tier", "TierBusy", "TierHealth", "TierRateLimited", "TierRejected", "TierRequestFailed",
+    "TierStreamBroken", "TierUnavailable",
+]
+
 Chunk = dict[str, Any]  # one chat.completion.chunk in the OpenAI wire format
-
-
-class TierUnavailable(TierwiseError):
-    """The tier failed before sending anything (refused, timed out, 5xx): another tier may serve instead."""
-
-    status = 503
-    error_type = "service_unavailable"
-    code = "tier_unavailable"
-
-
-class TierRequestFailed(TierUnavailable):
-    """The tier answered 5xx to this request while its health probe passes: most likely the request broke it
-    (llama.cpp's server answers 500 to what it cannot handle). Another tier may still serve it, but the failure
-    does not count against this tier's health; if no tier serves it the client gets a 422."""
-
-    status = 422
-    error_type = "invalid_request_error"
-    code = "upstream_request_failed"
-
-
-class TierBusy(TierUnavailable):
-    """The tier's admission queue is full (or a slot did not free up in time): another tier may serve; this is
-    load, not a fault, so it does not count against the tier's health. Answered with 503 and Retry-After."""
-
-    code = "tier_busy"
-
-
-class TierRateLimited(TierUnavailable):
-    """The tier answered 429: another tier may serve; if none does, the client gets 429 with its Retry-After."""
-
-    status = 429
-    error_type = "rate_limit_error"
-    code = "upstream_rate_limited"
-
-
-class TierStreamBroken(UpstreamError):
-    """The tier failed after it had started answering; what was sent cannot be taken back."""
-
-    code = "stream_broken"
-
-
-class TierRejected(TierwiseError):
-    """The tier refused the request itself (an upstream 4xx): the client's request, not the tier, is at fault."""
-
-    error_type = "invalid_request_error"
-    code = "upstream_rejected"
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
 
 
 @dataclass(frozen=True)
@@ -138,4 +101,4 @@ class Tier(ABC):
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         """What serving this many tokens costs on this tier."""
-        return (prompt_tokens * self.cost.input_per_mtok + completion_tokens * self.cost.output_per_mtok) / 1e6
+        return cost_usd(self.cost, prompt_tokens, completion_tokens)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tierwise.routing.decision import CHARS_PER_TOKEN
+from tierwise.costs import CHARS_PER_TOKEN
 
 if TYPE_CHECKING:
     from tierwise.protocol import ChatCompletionRequest

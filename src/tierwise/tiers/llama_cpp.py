@@ -25,11 +25,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from tierwise.errors import ConfigError
+from tierwise.errors import ConfigError, WorkerFailed
 from tierwise.protocol import new_completion_id
 from tierwise.tiers.base import Chunk, Tier, TierHealth, TierStreamBroken, TierUnavailable
 from tierwise.tiers.capabilities import Capabilities
-from tierwise.tiers.llama_process import Exited, WorkerFailed, WorkerProcess
+from tierwise.tiers.llama_process import Exited, WorkerProcess
 from tierwise.tiers.llama_worker import Done, Piece, WorkerSettings
 from tierwise.tiers.translate import llama_cpp_arguments
 

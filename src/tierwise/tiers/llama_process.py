@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from tierwise.errors import WorkerFailed
 from tierwise.tiers.llama_worker import (
     Cancel,
     Close,
@@ -61,10 +62,6 @@ class Exited:
             except ValueError:
                 return f"killed by signal {-self.exitcode}"
         return f"exit code {self.exitcode}"
-
-
-class WorkerFailed(Exception):
-    """The worker could not load its model, or died before it was ready."""
 
 
 @dataclass

@@ -14,17 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from tierwise.request_context import current_request_id
-from tierwise.tiers.base import (
-    Chunk,
-    Tier,
-    TierHealth,
+from tierwise.errors import (
+    TierBadResponse,
     TierRateLimited,
     TierRejected,
     TierRequestFailed,
     TierStreamBroken,
     TierUnavailable,
 )
+from tierwise.request_context import current_request_id
+from tierwise.tiers.base import Chunk, Tier, TierHealth
 from tierwise.tiers.capabilities import Capabilities
 from tierwise.tiers.translate import Dialect, dialect_named, http_payload
 from tierwise.tiers.usage import PromptOverhead
@@ -37,12 +36,6 @@ log = logging.getLogger("tierwise.tiers")
 
 # Errors worth another attempt at the same server: nothing was sent back, so a retry cannot duplicate output.
 _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.PoolTimeout)
-
-
-class TierBadResponse(TierStreamBroken):
-    """The server answered, but not in the OpenAI format (invalid JSON, missing `choices`)."""
-
-    code = "bad_upstream_response"
 
 
 class OpenAIHTTPTier(Tier):

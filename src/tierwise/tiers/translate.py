@@ -72,7 +72,7 @@ def http_payload(request: ChatCompletionRequest, dialect: Dialect, *, model: str
     """The JSON body for `POST /chat/completions` on a server of `dialect`. Fields the gateway does not know are
     passed through unchanged; fields the client left out stay out (so `content: null` survives, unlike with
     `exclude_none`)."""
-    payload = request.model_dump(exclude_unset=True)
+    payload = dict(request.sent_fields)  # a copy: the request is sent on to the next tier on failover
     payload["model"] = model
     payload["messages"] = [_message(m, dialect) for m in payload["messages"]]
     payload.pop("max_tokens", None)
@@ -105,7 +105,7 @@ def llama_cpp_arguments(
     `tool_handler` and tools in use, for that chat handler (`_tool_arguments`). A request that does not use tools
     (none offered, or tool_choice "none") is sent without them: the model's own template, no tools. Raises
     `TierRejected` (400, naming `tier`) for a tool_choice the handler cannot honour."""
-    body = request.model_dump(exclude_unset=True)
+    body = request.sent_fields  # only read here
     dialect = DIALECTS["llama_cpp"]
     arguments: dict[str, Any] = {
         "messages": [_text_content(_message(m, dialect)) for m in body["messages"]],

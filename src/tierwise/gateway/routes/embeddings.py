@@ -17,10 +17,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from tierwise.errors import EmbeddingsUnavailable, InvalidRequest, ModelNotFound
+from tierwise.errors import EmbeddingModelMissing, EmbeddingsUnavailable, InvalidRequest, ModelNotFound
 from tierwise.gateway.body import parse_body
 from tierwise.gateway.disconnect import cancel_on_disconnect
-from tierwise.routing.minilm import DIM, EmbeddingModelMissing
+from tierwise.routing.minilm import DIM
 
 EMBEDDING_MODEL = "all-minilm-l6-v2"
 MAX_INPUTS = 256
@@ -56,10 +56,7 @@ async def embeddings(request: Request) -> JSONResponse:
     if body.dimensions not in (None, DIM):
         raise InvalidRequest(f"dimensions: {EMBEDDING_MODEL} has {DIM}, not {body.dimensions}", param="dimensions")
     texts = body.texts()
-    result = await cancel_on_disconnect(request, asyncio.to_thread(_encode, texts))
-    if isinstance(result, JSONResponse):  # the client left
-        return result
-    vectors, tokens = result
+    vectors, tokens = await cancel_on_disconnect(request, asyncio.to_thread(_encode, texts))
     data = [{"object": "embedding", "index": i, "embedding": _format(v, body.encoding_format)}
             for i, v in enumerate(vectors)]
     return JSONResponse({"object": "list", "data": data, "model": EMBEDDING_MODEL,

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
+
+from tierwise.gateway.auth import api_key
 
 router = APIRouter()
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", dependencies=[Depends(api_key)])
 async def list_models(request: Request) -> dict[str, Any]:
     state = request.app.state.tierwise
-    state.auth.key_of(request)
     data: list[dict[str, Any]] = [
         {
             "id": "auto",

@@ -9,24 +9,23 @@ Refused with a 400: `previous_response_id` and `conversation` (nothing is stored
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tierwise.errors import InvalidRequest, TierwiseError
+from tierwise.gateway.auth import api_key
 from tierwise.gateway.body import parse_body
 from tierwise.gateway.disconnect import cancel_on_disconnect
-from tierwise.gateway.dispatch import Served
 from tierwise.gateway.errors import invalid_request_from
-from tierwise.gateway.route_plan import RoutePlan, plan_route
-from tierwise.gateway.routes.chat import ServedStream, charge, collect_answer
-from tierwise.gateway.state import GatewayState
+from tierwise.gateway.service import ChatService
+from tierwise.gateway.sse import sse_event
+from tierwise.gateway.streaming import ChatStream, ServedStream
 from tierwise.protocol import ChatCompletionRequest, error_body
 
 router = APIRouter()
@@ -75,23 +74,30 @@ def _text(item: dict[str, Any]) -> str:
 
 
 @router.post("/v1/responses", response_model=None)
-async def responses(request: Request) -> JSONResponse | StreamingResponse:
-    state: GatewayState = request.app.state.tierwise
-    api_key = state.auth.key_of(request)
+async def responses(request: Request, key: str | None = Depends(api_key)) -> JSONResponse | StreamingResponse:
+    service: ChatService = request.app.state.chat
     body = await parse_body(request, ResponsesRequest)
     chat = body.to_chat()
-    plan = await plan_route(state, chat, api_key)
     if chat.stream:
-        return await cancel_on_disconnect(request, _stream(state, chat, plan, api_key))
-    return await cancel_on_disconnect(request, _complete(state, chat, plan, api_key))
+        stream = await cancel_on_disconnect(request, service.stream(chat, key))
+        return ServedStream(stream, _events(chat, stream),
+                            write_timeout_s=service.state.settings.gateway.client_write_timeout_s,
+                            media_type="text/event-stream", headers=stream.trace.headers())
+    completion = await cancel_on_disconnect(request, service.complete(chat, key))
+    answer = completion.body["choices"][0]
+    status = "incomplete" if answer.get("finish_reason") == "length" else "completed"
+    out = _response(chat, completion.body["model"], answer["message"].get("content") or "",
+                    completion.body.get("usage"), response_id=f"resp_{uuid.uuid4().hex}",
+                    item_id=f"msg_{uuid.uuid4().hex}", status=status, report=completion.trace.report())
+    return JSONResponse(out, headers=completion.trace.headers())
 
 
-def _response(chat: ChatCompletionRequest, served: Served, text: str, usage: dict[str, Any] | None,
+def _response(chat: ChatCompletionRequest, model: str, text: str, usage: dict[str, Any] | None,
               *, response_id: str, item_id: str, status: str, report: dict[str, Any]) -> dict[str, Any]:
     prompt, completion = int((usage or {}).get("prompt_tokens") or 0), int((usage or {}).get("completion_tokens") or 0)
     return {
         "id": response_id, "object": "response", "created_at": int(time.time()), "status": status,
-        "model": served.tier.model_name, "max_output_tokens": chat.token_limit,
+        "model": model, "max_output_tokens": chat.token_limit,
         "output": [{"type": "message", "id": item_id, "role": "assistant", "status": status,
                     "content": [{"type": "output_text", "text": text, "annotations": []}]}],
         "parallel_tool_calls": False, "tool_choice": "none", "tools": [],
@@ -100,64 +106,32 @@ def _response(chat: ChatCompletionRequest, served: Served, text: str, usage: dic
     }
 
 
-async def _complete(state: GatewayState, chat: ChatCompletionRequest, plan: RoutePlan, api_key: str | None
-                    ) -> JSONResponse:
-    served, builder = await collect_answer(state, chat, list(plan.order), plan)
-    answer = builder.build(completion_id="", model=served.tier.model_name)["choices"][0]
-    report = {**plan.info, "tier": served.tier.name}
-    if builder.usage:
-        report["cost_usd"] = charge(state, served, builder.usage, api_key)
-    status = "incomplete" if answer.get("finish_reason") == "length" else "completed"
-    body = _response(chat, served, answer["message"].get("content") or "", builder.usage,
-                     response_id=f"resp_{uuid.uuid4().hex}", item_id=f"msg_{uuid.uuid4().hex}", status=status,
-                     report=report)
-    return JSONResponse(body, headers={"x-tierwise-tier": served.tier.name})
-
-
-async def _stream(state: GatewayState, chat: ChatCompletionRequest, plan: RoutePlan, api_key: str | None
-                  ) -> StreamingResponse:
-    served = await state.dispatcher.open(chat, plan.order, skip_down=not plan.pinned,
-                                         excluded=plan.info.get("excluded"))
-    return ServedStream(served, _events(state, chat, served, plan, api_key),
-                        write_timeout_s=state.settings.gateway.client_write_timeout_s,
-                        media_type="text/event-stream", headers={"x-tierwise-tier": served.tier.name})
-
-
-async def _events(state: GatewayState, chat: ChatCompletionRequest, served: Served, plan: RoutePlan,
-                  api_key: str | None) -> AsyncIterator[bytes]:
+async def _events(chat: ChatCompletionRequest, stream: ChatStream) -> AsyncIterator[bytes]:
     ids = {"response_id": f"resp_{uuid.uuid4().hex}", "item_id": f"msg_{uuid.uuid4().hex}"}
-    report = {**plan.info, "tier": served.tier.name}
+    model = stream.same["model"]
     sequence = iter(range(1_000_000_000))
     pieces: list[str] = []
 
     def event(kind: str, **fields: Any) -> bytes:
-        payload = {"type": kind, "sequence_number": next(sequence), **fields}
-        return f"event: {kind}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n".encode()
+        return sse_event(kind, {"type": kind, "sequence_number": next(sequence), **fields})
 
-    yield event("response.created", response=_response(chat, served, "", None, status="in_progress",
-                                                        report=report, **ids))
+    yield event("response.created", response=_response(chat, model, "", None, status="in_progress",
+                                                        report=stream.trace.report(), **ids))
     delta_at = {"item_id": ids["item_id"], "output_index": 0, "content_index": 0}
-    charged = False
     try:
-        for text in _contents(served.first):
-            pieces.append(text)
-            yield event("response.output_text.delta", delta=text, logprobs=[], **delta_at)
-        async for chunk in served.rest:
+        async for chunk in stream.chunks():
             for text in _contents(chunk):
                 pieces.append(text)
                 yield event("response.output_text.delta", delta=text, logprobs=[], **delta_at)
         text = "".join(pieces)
         yield event("response.output_text.done", text=text, logprobs=[], **delta_at)
-        if served.usage:
-            charged = True
-            report["cost_usd"] = charge(state, served, served.usage, api_key)
-        yield event("response.completed", response=_response(chat, served, text, served.usage, status="completed",
-                                                              report=report, **ids))
+        yield event("response.completed", response=_response(chat, model, text, stream.served.usage,
+                                                              status="completed", report=stream.trace.report(),
+                                                              **ids))
     except TierwiseError as err:
         yield event("error", **error_body(err.message, error_type=err.error_type, code=err.code)["error"])
     finally:
-        if served.usage and not charged:  # a broken or abandoned answer is charged for what it used
-            charge(state, served, served.usage, api_key)
+        await stream.aclose()
 
 
 def _contents(chunk: dict[str, Any]) -> list[str]:

@@ -1,9 +1,10 @@
-"""Cascade escalation: check a cheaper tier's finished answer and decide whether to ask a stronger tier.
+"""The cascade step: check a cheaper tier's finished answer and decide whether to ask a stronger tier.
 
 Runs only for non-streaming `model="auto"` requests with `router.cascade` configured. The stronger tier is the
 strongest one in the route plan (device < edge < cloud, then price), so the hard policies still hold: a tier
 they excluded (e.g. the cloud, for personal data) is not in the plan and is never escalated to. This module
-decides; `routes/chat.py` sends the request up and reports both steps.
+decides (with the answer model of `routing/cascade.py`); `ChatService.complete` sends the request up, and the
+request's trace reports both steps.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tierwise.gateway.route_plan import RoutePlan
+from tierwise.gateway.decision import RoutePlan
 from tierwise.gateway.state import GatewayState
 from tierwise.protocol import ChatCompletionRequest
 

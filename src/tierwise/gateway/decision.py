@@ -1,0 +1,113 @@
+"""The typed record of one request's way through the gateway: what the policies and the router decided, which
+tiers were tried and how they failed, the cascade's check, and the cost. `ChatService` fills it in as the request
+goes; it is turned into the client's `tierwise` report and response headers in one place, `RequestTrace.report`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from tierwise.errors import TierwiseError
+from tierwise.routing.policy import PolicyOutcome
+from tierwise.routing.router import Decision
+
+if TYPE_CHECKING:
+    from tierwise.gateway.cascade import Escalation
+    from tierwise.tiers.base import Tier
+
+TIER_HEADER = "x-tierwise-tier"
+COST_HEADER = "x-tierwise-cost-usd"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A tier tried for this request that did not serve it, and the typed error it failed with."""
+
+    tier: str
+    error: TierwiseError
+
+    def report(self) -> dict[str, str]:
+        return {"tier": self.tier, "error": self.error.message, "code": self.error.code or "error"}
+
+
+@dataclass(frozen=True)
+class RoutePlan:
+    """Which tiers to try, in order, and why: the policies' outcome and the router's choice (None when pinned)."""
+
+    order: list[str]
+    policy: PolicyOutcome
+    choice: Decision | None
+
+    @property
+    def pinned(self) -> bool:
+        """The client named the tier: health, latency and load do not overrule that (see `ChatService.plan`)."""
+        return self.choice is None
+
+    @property
+    def excluded(self) -> dict[str, str]:
+        """Every tier ruled out, by a policy or the router, and why."""
+        return {**self.policy.excluded, **(self.choice.excluded if self.choice else {})}
+
+    @property
+    def reasons(self) -> list[str]:
+        if self.choice is None:
+            return [f"the request names tier {self.order[0]!r}"]
+        return list(self.choice.reasons)
+
+
+@dataclass
+class RequestTrace:
+    """What happened to one request, from plan to charge."""
+
+    request_id: str | None
+    plan: RoutePlan
+    attempts: list[Attempt] = field(default_factory=list)
+    tier: Tier | None = None  # the tier whose answer the client gets
+    escalation: Escalation | None = None
+    escalated_from: str | None = None  # the tier whose answer the cascade replaced
+    cost_usd: float | None = None  # every call's cost, the cascade's first answer included
+
+    def add_cost(self, usd: float) -> None:
+        self.cost_usd = usd if self.cost_usd is None else self.cost_usd + usd
+
+    def report(self) -> dict[str, Any]:
+        """The response's `tierwise` object: the one place the decision is serialised."""
+        plan, choice = self.plan, self.plan.choice
+        reasons = plan.reasons
+        out: dict[str, Any] = {"router": choice.router if choice else "pinned"}
+        if self.tier is not None:
+            out |= {"tier": self.tier.name, "location": self.tier.location, "model": self.tier.model_name}
+        if choice is not None:
+            out["fallbacks"] = choice.fallbacks
+        if plan.excluded:
+            out["excluded"] = plan.excluded
+        if choice is not None and choice.predicted_quality is not None:
+            out["predicted_quality"] = {k: round(v, 4) for k, v in choice.predicted_quality.items()}
+        if choice is not None and choice.expected_cost_usd is not None:
+            out["expected_cost_usd"] = {k: float(f"{v:.3g}") for k, v in choice.expected_cost_usd.items()}
+        if plan.policy.pii_kinds:
+            out["personal_data"] = sorted(plan.policy.pii_kinds)
+        if self.attempts:
+            out["failover"] = [a.report() for a in self.attempts]
+            if self.tier is not None:
+                reasons = [*reasons, f"failed over to {self.tier.name!r}"]
+        if self.escalation is not None:
+            out["cascade"] = self.escalation.report()
+            if self.escalated_from is not None:
+                reasons = [*reasons, self.escalation.reason]
+        out["reasons"] = reasons
+        out["request_id"] = self.request_id
+        if self.cost_usd is not None:
+            out["cost_usd"] = self.cost_usd
+        return out
+
+    def headers(self) -> dict[str, str]:
+        headers = {TIER_HEADER: self.tier.name} if self.tier is not None else {}
+        if self.attempts:
+            headers["x-tierwise-failover"] = ",".join(a.tier for a in self.attempts)
+        if self.escalated_from is not None:
+            headers["x-tierwise-escalated-from"] = self.escalated_from
+        if self.cost_usd is not None:
+            headers[COST_HEADER] = f"{self.cost_usd:.8g}"
+        return headers

@@ -1,0 +1,152 @@
+"""`ChatService`: owns a chat request from its parsed body to its answer (as vLLM's `OpenAIServingChat` does).
+
+    plan        model="auto": the policies decide which tiers are allowed (fail-closed), the router orders them;
+                model="<tier>": the client pinned a tier — health, latency and load do not overrule that choice,
+                but the policies that bind pinned requests (personal data, budget, capability) still do
+    complete    non-streaming: dispatch with failover (even mid-answer: nothing has reached the client), the
+                cascade's check and escalation, charging
+    stream      streaming: dispatch with failover until the first chunk, then a `ChatStream` committed to that
+                tier, which charges when it ends
+
+Everything decided travels in one `RequestTrace`; the route handlers only parse the body and write the answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from tierwise.errors import ModelNotFound, TierwiseError
+from tierwise.gateway.cascade import plan_escalation
+from tierwise.gateway.decision import Attempt, RequestTrace, RoutePlan
+from tierwise.gateway.dispatch import Served
+from tierwise.gateway.state import GatewayState
+from tierwise.gateway.streaming import ChatStream
+from tierwise.protocol import ChatCompletionRequest, CompletionBuilder, new_completion_id
+from tierwise.request_context import current_request_id
+from tierwise.routing.pii import pii_kinds_found
+from tierwise.routing.policy import apply_policies
+from tierwise.routing.router import RouteRequest
+
+# Above this many characters the personal-data scan (≈ 0.3–1 µs a character) runs in a thread: the event loop
+# then keeps serving other streams between the scan's GIL slices instead of stalling for the whole scan.
+SCAN_IN_THREAD_CHARS = 32 * 1024
+
+
+@dataclass
+class Completion:
+    """A finished non-streaming answer: the chat.completion body (without the report) and its trace."""
+
+    body: dict[str, Any]
+    trace: RequestTrace
+
+    def response_body(self) -> dict[str, Any]:
+        return {**self.body, "tierwise": self.trace.report()}
+
+
+class ChatService:
+    """The chat pipeline over the gateway's state (tiers, health, router, ledger, metrics)."""
+
+    def __init__(self, state: GatewayState) -> None:
+        self.state = state
+
+    async def plan(self, chat: ChatCompletionRequest, api_key: str | None) -> RoutePlan:
+        state = self.state
+        if chat.model != "auto" and chat.model not in state.tiers:
+            known = ", ".join(["auto", *state.tiers])
+            raise ModelNotFound(f"model {chat.model!r} does not exist; choose one of: {known}", param="model")
+        conversation = chat.outbound_text
+        policies = state.settings.policies
+        pii_kinds = None
+        if policies.personal_data != "off" and len(conversation) > SCAN_IN_THREAD_CHARS:
+            pii_kinds = frozenset(await asyncio.to_thread(pii_kinds_found, conversation, kinds=policies.pii_kinds))
+        request = RouteRequest(
+            prompt=chat.last_user_text(),
+            conversation=conversation,
+            api_key=api_key,
+            max_tokens=chat.token_limit,
+            unsupported={name: tier.capabilities.missing_for(chat) for name, tier in state.tiers.items()},
+            pii_kinds=pii_kinds,
+        )
+        outcome = apply_policies(
+            request,
+            state.tier_views(),
+            policies,
+            spent_today_usd=state.ledger.spent(api_key),
+            ttft_estimates_ms=state.ttft_estimates_ms(),
+        )
+        if chat.model != "auto":
+            refusal = outcome.pinned_refusal(chat.model)
+            if refusal is not None:
+                raise refusal
+            return RoutePlan([chat.model], outcome, choice=None)
+        if not outcome.allowed:
+            raise outcome.refusal()
+        choice = state.router.decide(request, outcome.allowed)
+        return RoutePlan(choice.order, outcome, choice)
+
+    async def complete(self, chat: ChatCompletionRequest, api_key: str | None) -> Completion:
+        trace = RequestTrace(current_request_id(), await self.plan(chat, api_key))
+        served, builder = await self._collect(chat, trace.plan.order, trace)
+        completion_id = new_completion_id()
+        body = builder.build(completion_id=completion_id, model=served.tier.model_name)
+        trace.tier = served.tier
+        self._charge(trace, served.tier.name, builder.usage, api_key)
+        escalation = plan_escalation(self.state, chat, trace.plan, served.tier.name, body)
+        trace.escalation = escalation
+        if escalation is not None and escalation.target is not None:
+            try:
+                up, up_builder = await self._collect(chat, [escalation.target], trace)
+            except TierwiseError as err:  # the first answer is still an answer: keep it, say what happened
+                escalation.error = f"escalation to {escalation.target!r} failed: {err.message}"
+            else:
+                body = up_builder.build(completion_id=completion_id, model=up.tier.model_name)
+                trace.escalated_from, trace.tier = served.tier.name, up.tier
+                self._charge(trace, up.tier.name, up_builder.usage, api_key)
+        if escalation is not None:
+            self.state.metrics.cascade_checks.labels(escalation.checked, escalation.result).inc()
+        return Completion(body, trace)
+
+    async def stream(self, chat: ChatCompletionRequest, api_key: str | None) -> ChatStream:
+        """Waits for the first chunk before returning, so failover stays invisible and errors keep their status."""
+        trace = RequestTrace(current_request_id(), await self.plan(chat, api_key))
+        served = await self.state.dispatcher.open(
+            chat, trace.plan.order, trace.attempts, skip_down=not trace.plan.pinned, excluded=trace.plan.excluded
+        )
+        trace.tier = served.tier
+        return ChatStream(served, trace, wants_usage_chunk=chat.wants_usage_chunk,
+                          charge=lambda usage: self._charge(trace, served.tier.name, usage, api_key))
+
+    async def _collect(
+        self, chat: ChatCompletionRequest, order: list[str], trace: RequestTrace
+    ) -> tuple[Served, CompletionBuilder]:
+        """Non-streaming: nothing has reached the client yet, so even a mid-answer failure may move on."""
+        plan = trace.plan
+        while True:
+            served = await self.state.dispatcher.open(
+                chat, order, trace.attempts, skip_down=not plan.pinned, excluded=plan.excluded
+            )
+            builder = CompletionBuilder()
+            builder.add(served.first)
+            try:
+                async for chunk in served.rest:
+                    builder.add(chunk)
+                return served, builder
+            except TierwiseError as err:
+                order = order[order.index(served.tier.name) + 1 :]
+                if not order:
+                    raise
+                trace.attempts.append(Attempt(served.tier.name, err))
+            finally:
+                await served.aclose()
+
+    def _charge(self, trace: RequestTrace, tier: str, usage: dict[str, Any] | None, api_key: str | None) -> None:
+        """What the answer cost on `tier`, added to the trace and to the key's spending today."""
+        if not usage:
+            return
+        cost = self.state.tiers[tier].cost_usd(
+            int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        )
+        self.state.ledger.charge(api_key, cost)
+        trace.add_cost(cost)

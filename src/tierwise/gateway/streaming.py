@@ -1,0 +1,115 @@
+"""A streamed answer committed to one tier: `ChatStream` (the chunks, as the client gets them) and
+`ServedStream` (the HTTP response that sends them and frees the tier however the response ends)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import anyio
+from fastapi.responses import StreamingResponse
+from starlette.types import Message, Receive, Scope, Send
+
+from tierwise.gateway.decision import RequestTrace
+from tierwise.gateway.dispatch import Served
+from tierwise.protocol import new_completion_id
+from tierwise.tiers.base import Chunk
+
+log = logging.getLogger("tierwise.gateway")
+CLOSE_TIMEOUT_S = 10.0
+
+
+class ChatStream:
+    """The chunks of one tier's answer as the client gets them: one `id` and `model` on all of them, the report
+    on the first, and — on the last — what the request cost (known only when the tier is done).
+
+    The chunk that finishes the answer is held back (as a rule it carries no text of its own) and goes out last
+    with the cost, or before the usage chunk when the client asked for one. `chunks()` raises the tier's
+    `TierwiseError` when the answer breaks off; the caller turns it into its protocol's error event.
+    `aclose()` frees the tier and charges a broken or abandoned answer for what it used; idempotent."""
+
+    def __init__(
+        self, served: Served, trace: RequestTrace, *, wants_usage_chunk: bool,
+        charge: Callable[[dict[str, Any]], None],
+    ) -> None:
+        self.served = served
+        self.trace = trace
+        self.wants_usage_chunk = wants_usage_chunk
+        self._charge = charge
+        self._charged = False
+        self.same = {"id": new_completion_id(), "model": served.tier.model_name}
+
+    def charge_once(self) -> None:
+        if not self._charged and self.served.usage:
+            self._charged = True
+            self._charge(self.served.usage)
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        same = self.same
+        first = self.served.first
+        first.update(same)
+        first["tierwise"] = self.trace.report()
+        yield first
+        finishing: Chunk | None = None
+        usage_chunk: Chunk | None = None
+        async for chunk in self.served.rest:
+            choices = chunk.get("choices")
+            if not choices:  # the usage chunk, a tier's last
+                usage_chunk = chunk
+                continue
+            chunk.update(same)  # the tier's own dict: changed in place, not copied, on this per-token path
+            if finishing is not None:
+                yield finishing
+                finishing = None
+            if any(c.get("finish_reason") for c in choices):
+                finishing = chunk
+                continue
+            yield chunk
+        self.charge_once()
+        summary: dict[str, Any] = {"request_id": self.trace.request_id}
+        if self.trace.cost_usd is not None:
+            summary["cost_usd"] = self.trace.cost_usd
+        if usage_chunk is not None and self.wants_usage_chunk:
+            if finishing is not None:
+                yield finishing
+            yield {**usage_chunk, **same, "tierwise": summary}
+        elif finishing is not None:
+            finishing["tierwise"] = summary
+            yield finishing
+
+    async def aclose(self) -> None:
+        # A client that went away cancels the sender; the tier's stream must still be closed (its slot and model
+        # freed), so the close is shielded from that cancellation, and bounded.
+        with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
+            await self.served.aclose()
+        self.charge_once()
+
+
+class ServedStream(StreamingResponse):
+    """A streamed answer that frees its tier however the response ends, even if its body was never started
+    (a client gone before the first byte: the event generator then never runs its own cleanup).
+
+    A client that stops reading makes writes wait for ever once the socket buffers are full, and its request
+    would hold the tier's slot; a write that waits longer than `write_timeout_s` ends the response instead."""
+
+    def __init__(
+        self, stream: ChatStream, content: AsyncIterator[bytes], *, write_timeout_s: float, **kwargs: Any
+    ) -> None:
+        super().__init__(content, **kwargs)
+        self.stream = stream
+        self.write_timeout_s = write_timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def bounded_send(message: Message) -> None:
+            async with asyncio.timeout(self.write_timeout_s):  # 4× cheaper per chunk than anyio.fail_after
+                await send(message)
+
+        try:
+            await super().__call__(scope, receive, bounded_send)
+        except TimeoutError:
+            log.warning("client of tier %s stopped reading for %g s: stream ended", self.stream.served.tier.name,
+                        self.write_timeout_s)
+        finally:
+            await self.stream.aclose()
