@@ -16,6 +16,7 @@ from tierwise.routing.learned import LearnedRouter
 from tierwise.routing.predictors import make_predictor
 from tierwise.routing.router import ROUTERS, RouteRequest, TierView
 from tierwise.routing.selection import fold_ids, out_of_fold
+from tierwise.routing.settings import RouterSettings
 from tierwise.routing.train import parse_tiers, train_router
 
 from .synthetic import planted_table
@@ -88,7 +89,7 @@ def test_router_file_round_trip_gives_identical_decisions(tmp_path: Path) -> Non
     path = rf.save(tmp_path / "router.json")
     assert (tmp_path / "router.npz").exists()
     first = LearnedRouter(rf)
-    again = ROUTERS["learned"](path)
+    again = ROUTERS["learned"](RouterSettings(model=path))
     prompts = [
         "Compute the integral of x^3 * sin(5x) dx and prove convergence 5",
         "Say hello politely to my friend number 8 and wish a nice day",

@@ -14,6 +14,7 @@ FAST = {
     "logistic": {"l2": 1.0},
     "mlp": {"hidden": 32, "epochs": 30, "lr": 1e-2},
     "mf": {"dim": 8, "epochs": 30, "lr": 1e-2},
+    "domain-knn": {"k": 25},  # without categories: a kNN around the global mean
 }
 
 
@@ -56,5 +57,5 @@ def test_state_round_trip_gives_identical_predictions(name: str) -> None:
 
 
 def test_unknown_predictor_lists_valid_names() -> None:
-    with pytest.raises(KeyError, match="valid: knn, logistic, mf, mlp"):
+    with pytest.raises(KeyError, match="valid: domain-knn, knn, logistic, mf, mlp"):
         make_predictor("svm")

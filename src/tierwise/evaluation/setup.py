@@ -132,11 +132,10 @@ def cascade_features(table: OutcomeTable) -> np.ndarray:
 
 
 def evaluation_predictors() -> dict[str, type]:
-    """The routing predictors' registry plus `domain-knn`, which only the evaluation registers so far."""
+    """The routing predictors' registry: what `tierwise train` can fit, the evaluation compares."""
     from tierwise.routing.predictors import PREDICTORS
-    from tierwise.routing.predictors.domain_knn import DomainKnnPredictor
 
-    return {**PREDICTORS, DomainKnnPredictor.name: DomainKnnPredictor}
+    return dict(PREDICTORS)
 
 
 def predictor_scorers(

@@ -26,7 +26,7 @@ from tierwise.gateway.service import ChatService
 from tierwise.gateway.state import GatewayState
 from tierwise.routing.budget import BudgetLedger
 from tierwise.routing.cascade import CascadeCheck
-from tierwise.routing.router import CheapestHealthyRouter, Router
+from tierwise.routing.router import Router, build_router
 from tierwise.routing.text_forms import normalise
 from tierwise.tiers.base import Tier
 from tierwise.tiers.registry import build_tier
@@ -102,26 +102,12 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
         tiers=tiers,
         health=trackers,
         dispatcher=Dispatcher(tiers, trackers, metrics_),
-        router=router or _build_router(settings),
+        router=router or build_router(settings.router),
         metrics=metrics_,
         auth=ApiKeyAuth(keys),
         ledger=shared.ledger if shared is not None else BudgetLedger(),
         cascade=load_cascade(settings, list(tiers)),
         shared=shared,
-    )
-
-
-def _build_router(settings: Settings) -> Router:
-    """The learned router when a router file is configured, else the cheapest-healthy rule."""
-    config = settings.router
-    if config.model is None:
-        return CheapestHealthyRouter()
-    from tierwise.routing.learned import LearnedRouter  # numpy model code: only when configured
-
-    if not config.model.is_file():
-        raise ConfigError(f"router.model: {config.model} does not exist (train one with `tierwise train`)")
-    return LearnedRouter.from_path(
-        config.model, target_cloud_share=config.target_cloud_share, cache_dir=config.embedding_cache_dir
     )
 
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    router = LearnedRouter.from_path("router.json")            # registered as ROUTERS["learned"]
+    router = LearnedRouter.from_path("router.json")            # the gateway: ROUTERS["learned"](settings.router)
     decision = router.decide(RouteRequest(prompt=p, conversation=p), tier_views)
 """
 
@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 
 from tierwise.costs import DEFAULT_OUTPUT_TOKENS, cost_usd, estimated_tokens
-from tierwise.errors import NoTierAvailable
+from tierwise.errors import ConfigError, NoTierAvailable
 from tierwise.routing.calibrate import cloud_share, tolerance_for_share
 from tierwise.routing.decision import choose_tier
 from tierwise.routing.embed import EmbeddingCache
 from tierwise.routing.features import Featurizer
 from tierwise.routing.predictors import Predictor, predictor_from_state
-from tierwise.routing.router import ROUTERS, Decision, Router, RouteRequest, TierView
+from tierwise.routing.router import Decision, Router, RouteRequest, TierView
 from tierwise.routing.router_file import RouterFile, TierSpec
+from tierwise.routing.settings import RouterSettings
 
 
 class LearnedRouter(Router):
@@ -57,6 +58,17 @@ class LearnedRouter(Router):
     ) -> LearnedRouter:
         """Load `router.json` (and its npz) and build the router."""
         return cls(RouterFile.load(path), target_cloud_share=target_cloud_share, cache_dir=cache_dir)
+
+    @classmethod
+    def from_settings(cls, settings: RouterSettings) -> LearnedRouter:
+        """The router `router:` configures; a missing file is a ConfigError (at load, before serving)."""
+        if settings.model is None:
+            raise ConfigError("router.name 'learned' needs router.model (train a router file with `tierwise train`)")
+        if not settings.model.is_file():
+            raise ConfigError(f"router.model: {settings.model} does not exist (train one with `tierwise train`)")
+        return cls.from_path(
+            settings.model, target_cloud_share=settings.target_cloud_share, cache_dir=settings.embedding_cache_dir
+        )
 
     def predict_quality(self, texts: list[str]) -> np.ndarray:
         """Predicted P(good answer), shape (len(texts), number of trained tiers), in the file's tier order."""
@@ -105,4 +117,3 @@ class LearnedRouter(Router):
         )
 
 
-ROUTERS[LearnedRouter.name] = LearnedRouter.from_path

@@ -9,9 +9,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tierwise.errors import NoTierAvailable
+
+if TYPE_CHECKING:
+    from tierwise.routing.settings import RouterSettings
 
 
 @dataclass(frozen=True)
@@ -116,5 +119,24 @@ class CheapestHealthyRouter(Router):
         )
 
 
-RouterFactory = Callable[..., Router]
-ROUTERS: dict[str, RouterFactory] = {CheapestHealthyRouter.name: CheapestHealthyRouter}
+RouterFactory = Callable[["RouterSettings"], Router]
+
+
+def _learned(settings: RouterSettings) -> Router:
+    from tierwise.routing.learned import LearnedRouter  # numpy model code: only when configured
+
+    return LearnedRouter.from_settings(settings)
+
+
+# `router.name` in the config picks one; the gateway builds its router only through `build_router`.
+ROUTERS: dict[str, RouterFactory] = {
+    CheapestHealthyRouter.name: lambda settings: CheapestHealthyRouter(),
+    "learned": _learned,
+}
+
+
+def build_router(settings: RouterSettings) -> Router:
+    """The configured router: `router.name`, else the learned router when a router file is set, else the
+    cheapest-healthy rule."""
+    name = settings.name or ("learned" if settings.model is not None else CheapestHealthyRouter.name)
+    return ROUTERS[name](settings)

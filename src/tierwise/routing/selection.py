@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ DEFAULT_GRID: dict[str, list[dict[str, Any]]] = {
     "logistic": [{"l2": 10.0}, {"l2": 100.0}, {"l2": 1000.0}],
     "mlp": [{"hidden": 64, "epochs": 8, "l2": 1e-3}],
     "mf": [{"dim": 32, "epochs": 8, "l2": 1e-3}],
+    "domain-knn": [{"k": 50}],  # uses the table's categories when it has them (MMLU's domains)
 }
 
 
@@ -49,12 +50,18 @@ def fold_ids(n: int, folds: int, *, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).permutation(n) % folds
 
 
-def out_of_fold(factory: Callable[[], Predictor], X: np.ndarray, scores: np.ndarray, folds: np.ndarray) -> np.ndarray:
-    """Predictions for every row from a predictor that did not see that row's fold."""
+def out_of_fold(
+    factory: Callable[[], Predictor], X: np.ndarray, scores: np.ndarray, folds: np.ndarray,
+    categories: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Predictions for every row from a predictor that did not see that row's fold. Training rows bring their
+    categories; predicted rows do not (as at serving time, when a query's category is unknown)."""
     out = np.zeros(scores.shape)
+    cats = None if categories is None else np.asarray(categories)
     for f in np.unique(folds):
         test = folds == f
-        out[test] = factory().fit(X[~test], scores[~test]).predict(X[test])
+        train_cats = None if cats is None else cats[~test].tolist()
+        out[test] = factory().fit(X[~test], scores[~test], categories=train_cats).predict(X[test])
     return out
 
 
@@ -66,6 +73,7 @@ def select_predictor(
     folds: int = 3,
     seed: int = 0,
     on_candidate: Callable[[CandidateResult], None] | None = None,
+    categories: Sequence[str] | None = None,
 ) -> tuple[CandidateResult, list[CandidateResult], np.ndarray]:
     """Cross-validate every candidate; return (best, all results, best's out-of-fold predictions)."""
     fold = fold_ids(len(X), folds, seed=seed)
@@ -74,7 +82,7 @@ def select_predictor(
     for name, settings in (grid or DEFAULT_GRID).items():
         for params in settings:
             factory = functools.partial(make_predictor, name, **params)
-            oof = out_of_fold(factory, X, scores, fold)
+            oof = out_of_fold(factory, X, scores, fold, categories)
             res = CandidateResult(name, dict(params), masked_log_loss(oof, scores))
             if not results or res.log_loss < min(r.log_loss for r in results):
                 best_oof = oof

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PersonalDataRule = Literal["device_only", "device_and_edge", "off"]
 PiiKind = Literal["email", "phone", "cn_id", "bank_card", "ip"]
@@ -65,7 +65,17 @@ class RouterSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    name: str | None = Field(default=None, description="a router in ROUTERS; default: learned with a model file")
     model: Path | None = None
     target_cloud_share: float | None = Field(default=None, ge=0.0, le=1.0)
     embedding_cache_dir: Path | None = None
     cascade: CascadeSettings | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str | None) -> str | None:
+        from tierwise.routing.router import ROUTERS  # the registry of routers; imports nothing heavy
+
+        if name is not None and name not in ROUTERS:
+            raise ValueError(f"unknown router {name!r}; known: {', '.join(sorted(ROUTERS))}")
+        return name

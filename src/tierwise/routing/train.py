@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from tierwise.costs import DEFAULT_OUTPUT_TOKENS
 from tierwise.outcomes import OutcomeTable
 from tierwise.routing.calibrate import cloud_margins, cloud_share, tolerance_for_share
 from tierwise.routing.embed import EmbeddingCache
@@ -50,9 +51,9 @@ def parse_tiers(spec: str, *, prices: dict[str, tuple[float, float]] | None = No
 
 def _expected_output_tokens(table: OutcomeTable) -> list[float]:
     if table.output_tokens is None:
-        return [256.0] * len(table.models)
+        return [float(DEFAULT_OUTPUT_TOKENS)] * len(table.models)
     means = [np.nanmean(c) if np.isfinite(c).any() else np.nan for c in table.output_tokens.T]
-    return [float(m) if np.isfinite(m) else 256.0 for m in means]
+    return [float(m) if np.isfinite(m) else float(DEFAULT_OUTPUT_TOKENS) for m in means]
 
 
 def train_router(
@@ -73,10 +74,11 @@ def train_router(
     sub = sub.subset(np.flatnonzero(~np.isnan(sub.scores).all(axis=1)))
     settings = featurizer or FeaturizerSettings()
     X = Featurizer(settings, cache=EmbeddingCache(cache_dir)).transform(sub.queries, progress=progress)
-    best, results, oof = select_predictor(X, sub.scores, grid=grid, folds=folds, seed=seed, on_candidate=on_candidate)
+    best, results, oof = select_predictor(X, sub.scores, grid=grid, folds=folds, seed=seed, on_candidate=on_candidate,
+                                          categories=sub.categories)
     margins = cloud_margins(oof, [t.location == "cloud" for t in tiers])
     tolerance = tolerance_for_share(margins, target_cloud_share)
-    final = make_predictor(best.name, **best.params).fit(X, sub.scores)
+    final = make_predictor(best.name, **best.params).fit(X, sub.scores, categories=sub.categories)
     params, arrays = final.to_state()
     for t, tokens in zip(tiers, _expected_output_tokens(sub), strict=True):
         t.expected_output_tokens = tokens

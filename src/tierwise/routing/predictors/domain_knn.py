@@ -2,7 +2,10 @@
 
 P(good answer | query) = domain mean (shrunk towards the global mean by `domain_prior` pseudo-rows) + the
 similarity-weighted mean residual (outcome − its domain mean) of the `k` closest training queries, shrunk
-towards 0 by `knn_prior` pseudo-neighbours. Without categories it is a kNN around the global mean. Usage::
+towards 0 by `knn_prior` pseudo-neighbours. Without categories at fit time it is a kNN around the global mean.
+At serving time a query's category is unknown: `predict` without categories takes, for each query, the domain
+that its `k` nearest training queries vote for (weighted by similarity), so a router file trained with categories
+routes live traffic by the same model. Usage::
 
     pred = DomainKnnPredictor(k=50).fit(X, scores, categories=domains)
     p = pred.predict(X_new, categories=new_domains)      # (n, m), clipped to [0, 1]
@@ -39,6 +42,7 @@ class DomainKnnPredictor(Predictor):
         self._global = np.zeros(0)
         self._domains = np.zeros(0, dtype=str)
         self._domain_means = np.zeros((0, 0))
+        self._row_domains = np.zeros(0, dtype=np.int32)  # each training row's domain index (-1: none)
 
     def hyper_parameters(self) -> dict[str, Any]:
         return {"k": self.k, "domain_prior": self.domain_prior, "knn_prior": self.knn_prior}
@@ -65,24 +69,37 @@ class DomainKnnPredictor(Predictor):
             sums = np.where(seen, block, 0.0).sum(axis=0)
             means[i] = (sums + self.domain_prior * self._global) / (seen.sum(axis=0) + self.domain_prior)
         self._domains, self._domain_means = np.array(names, dtype=str), means
+        index = {d: i for i, d in enumerate(names)}
+        self._row_domains = np.array([index[c] for c in categories] if categories is not None else
+                                     [-1] * len(scores), dtype=np.int32)
         self._X = _unit_rows(X)
         self._residual = (scores - self._base(categories, len(scores))).astype(np.float32)
         return self
 
     def predict(self, X: np.ndarray, *, categories: Sequence[str] | None = None) -> np.ndarray:
         n = len(X)
-        base = self._base(categories, n)
         if not len(self._X):
-            return base
+            return self._base(categories, n)
         sims = _unit_rows(X) @ self._X.T
         k = min(self.k, sims.shape[1])
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k]
         w = np.clip(np.take_along_axis(sims, top, axis=1), 0.0, None)
+        if categories is None and len(self._domains) and len(self._row_domains) == len(self._X):
+            categories = self._voted_domains(top, w)
+        base = self._base(categories, n)
         r = self._residual[top]  # (n, k, m), NaN where the neighbour has no outcome
         seen = ~np.isnan(r)
         num = np.einsum("nk,nkm->nm", w, np.where(seen, r, 0.0))
         den = np.einsum("nk,nkm->nm", w, seen.astype(np.float32))
         return np.clip(base + num / (den + self.knn_prior), 0.0, 1.0)
+
+    def _voted_domains(self, top: np.ndarray, w: np.ndarray) -> list[str]:
+        """Each query's domain as its nearest training queries vote for it, by similarity."""
+        votes = np.zeros((len(top), len(self._domains)))
+        row_domains = self._row_domains[top]  # (n, k)
+        for j in range(len(self._domains)):
+            votes[:, j] = np.where(row_domains == j, w, 0.0).sum(axis=1)
+        return [str(d) for d in self._domains[votes.argmax(axis=1)]]
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {
@@ -91,6 +108,7 @@ class DomainKnnPredictor(Predictor):
             "global": self._global,
             "domains": self._domains,
             "domain_means": self._domain_means,
+            "row_domains": self._row_domains,
         }
 
     def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -99,3 +117,5 @@ class DomainKnnPredictor(Predictor):
         self._global = np.asarray(arrays["global"], dtype=np.float64)
         self._domains = np.asarray(arrays["domains"]).astype(str)
         self._domain_means = np.asarray(arrays["domain_means"], dtype=np.float64)
+        # files written before domains were voted for lack it: those predict around the global mean
+        self._row_domains = np.asarray(arrays.get("row_domains", np.zeros(0)), dtype=np.int32)

@@ -7,13 +7,15 @@ from typing import Any
 import numpy as np
 
 from tierwise.routing.predictors.base import Predictor
+from tierwise.routing.predictors.domain_knn import DomainKnnPredictor
 from tierwise.routing.predictors.knn import KnnPredictor
 from tierwise.routing.predictors.linear import LogisticPredictor
 from tierwise.routing.predictors.mf import MatrixFactorizationPredictor
 from tierwise.routing.predictors.mlp import MlpPredictor
 
 PREDICTORS: dict[str, type[Predictor]] = {
-    cls.name: cls for cls in (KnnPredictor, LogisticPredictor, MlpPredictor, MatrixFactorizationPredictor)
+    cls.name: cls
+    for cls in (KnnPredictor, LogisticPredictor, MlpPredictor, MatrixFactorizationPredictor, DomainKnnPredictor)
 }
 
 
