@@ -170,3 +170,22 @@ class TierRejected(TierwiseError):
 
 class WorkerFailed(Exception):
     """The device tier's worker process never became ready (the model did not load, or the process died)."""
+
+
+# --- the HTTP tiers' client (tiers/upstream.py), before the tier turns them into a TierwiseError -------------
+
+
+class UpstreamTransportError(Exception):
+    """The HTTP exchange with a tier's server failed (the client library's error, translated)."""
+
+
+class UpstreamConnectFailed(UpstreamTransportError):
+    """No connection, or it closed before anything came back: retrying cannot duplicate output."""
+
+
+class UpstreamTimedOut(UpstreamTransportError):
+    """Connecting, or waiting for the next bytes, took longer than the tier's timeouts allow."""
+
+
+class UpstreamHTTPFailed(UpstreamTransportError):
+    """Any other failure of the exchange (a malformed response, a body cut off)."""

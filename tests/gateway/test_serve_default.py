@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -74,6 +75,10 @@ def test_serve_without_a_config_answers_from_real_models_and_stops_cleanly():
         assert process.wait(timeout=30) in (0, -signal.SIGTERM)
         assert process.stderr is not None
         assert b"Application shutdown complete" in process.stderr.read()
+        # the children go with it (PDEATHSIG, or their own shutdown): allow a loaded machine a few seconds for it
+        deadline = time.monotonic() + 10
+        while [pid for pid in servers if _alive(pid)] and time.monotonic() < deadline:
+            time.sleep(0.1)
         assert not [pid for pid in servers if _alive(pid)], "a child process outlived the gateway"
     finally:
         stop_process(process)

@@ -102,7 +102,7 @@ def test_backend_that_never_accepts_times_out_on_connect(full_backlog, stub_back
     pinned = send_all(url, [chat("edge", stream=s) for s in (True, False)] * 3, concurrency=6)
     for r in pinned:
         assert r.status == 503 and not r.hung, r
-        assert "unreachable: ConnectTimeout" in r.body["error"]["message"]
+        assert "unreachable: ConnectionTimeoutError" in r.body["error"]["message"]
     routed = send_all(url, [chat("auto", stream=s) for s in (True, False)] * 3, concurrency=6)
     for r in routed:
         assert r.clean and r.tier == "cloud", r

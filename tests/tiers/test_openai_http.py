@@ -1,17 +1,25 @@
-"""The HTTP tier against scripted responses (httpx.MockTransport): what counts as whose failure."""
+"""The HTTP tier against a real local server that answers from a script: what counts as whose failure."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from tierwise.config import settings_from_dict
 from tierwise.protocol import ChatCompletionRequest
+from tierwise.testing.servers import serve_in_thread
 from tierwise.tiers.base import TierRequestFailed, TierStreamBroken, TierUnavailable
 from tierwise.tiers.openai_http import OpenAIHTTPTier, clean_upstream_message
+
+Handler = Callable[[Request], Response]
 
 TRACEBACK = (
     "1 validation error:\n  {'type': 'literal_error', 'msg': \"Input should be 'text' or 'json_object'\"}\n\n"
@@ -20,10 +28,18 @@ TRACEBACK = (
 )
 
 
-def _tier(handler, **extra) -> OpenAIHTTPTier:
-    config = settings_from_dict({"tiers": [{"name": "edge", "location": "edge", "backend": "openai",
-                                            "base_url": "http://edge/v1", "model": "m", "retries": 0, **extra}]})
-    return OpenAIHTTPTier(config.tiers[0], transport=httpx.MockTransport(handler))  # type: ignore[arg-type]
+@contextmanager
+def _tier(handler: Handler, **extra) -> Iterator[OpenAIHTTPTier]:
+    """An HTTP tier whose server answers every request (any path) with `handler(request)`."""
+
+    async def endpoint(request: Request) -> Response:
+        return handler(request)
+
+    app = Starlette(routes=[Route("/{path:path}", endpoint, methods=["GET", "POST"])])
+    with serve_in_thread(app) as url:
+        config = settings_from_dict({"tiers": [{"name": "edge", "location": "edge", "backend": "openai",
+                                                "base_url": f"{url}/v1", "model": "m", "retries": 0, **extra}]})
+        yield OpenAIHTTPTier(config.tiers[0])  # type: ignore[arg-type]
 
 
 def _run(tier: OpenAIHTTPTier, **fields):
@@ -40,9 +56,8 @@ def _run(tier: OpenAIHTTPTier, **fields):
     return asyncio.run(main())
 
 
-def _sse(*events: str) -> httpx.Response:
-    return httpx.Response(200, headers={"content-type": "text/event-stream"},
-                          content="".join(f"data: {e}\n\n" for e in events).encode())
+def _sse(*events: str) -> Response:
+    return Response("".join(f"data: {e}\n\n" for e in events), media_type="text/event-stream")
 
 
 def _chunk(content: str | None, finish: str | None = None) -> str:
@@ -52,26 +67,26 @@ def _chunk(content: str | None, finish: str | None = None) -> str:
 
 
 def test_a_bare_done_without_finish_reason_is_a_broken_stream():
-    tier = _tier(lambda request: _sse(_chunk("Once"), _chunk(" upon"), "[DONE]"))
-    with pytest.raises(TierStreamBroken, match="before finishing"):
+    answer = _sse(_chunk("Once"), _chunk(" upon"), "[DONE]")
+    with _tier(lambda request: answer) as tier, pytest.raises(TierStreamBroken, match="before finishing"):
         _run(tier, stream=True)
 
 
 def test_a_finished_stream_without_usage_gets_an_estimate():
-    tier = _tier(lambda request: _sse(_chunk("Hi"), _chunk(None, "stop"), "[DONE]"))
-    usage = _run(tier, stream=True)[-1]["usage"]
+    with _tier(lambda request: _sse(_chunk("Hi"), _chunk(None, "stop"), "[DONE]")) as tier:
+        usage = _run(tier, stream=True)[-1]["usage"]
     assert usage["completion_tokens"] == 1 and usage["estimated"] is True and usage["prompt_tokens"] > 0
 
 
 @pytest.mark.parametrize(("models_status", "error"), [(200, TierRequestFailed), (503, TierUnavailable)])
 def test_a_5xx_is_the_requests_fault_only_while_the_server_is_healthy(models_status, error):
-    def handler(request: httpx.Request) -> httpx.Response:
+    def handler(request: Request) -> Response:
         if request.url.path.endswith("/models"):
-            return httpx.Response(models_status, json={"data": []})
-        return httpx.Response(500, json={"error": {"message": TRACEBACK}})
+            return JSONResponse({"data": []}, models_status)
+        return JSONResponse({"error": {"message": TRACEBACK}}, 500)
 
-    with pytest.raises(error) as caught:
-        _run(_tier(handler))
+    with _tier(handler) as tier, pytest.raises(error) as caught:
+        _run(tier)
     assert 'File "' not in caught.value.message and "/srv/" not in caught.value.message
     assert "Input should be 'text' or 'json_object'" in caught.value.message
     assert isinstance(caught.value, TierRequestFailed) == (models_status == 200)

@@ -45,7 +45,8 @@ class ApiKeyAuth:
         return candidate.decode()
 
 
-def api_key(request: Request) -> str | None:
-    """The dependency: the caller's valid key (None with auth off); a missing or wrong key is a 401."""
+async def api_key(request: Request) -> str | None:
+    """The dependency: the caller's valid key (None with auth off); a missing or wrong key is a 401. Async: FastAPI
+    runs a plain `def` dependency in a worker thread, which costs more than the check itself."""
     auth: ApiKeyAuth = request.app.state.tierwise.auth
     return auth.key_of(request)

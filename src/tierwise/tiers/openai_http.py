@@ -12,8 +12,6 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from tierwise.errors import (
     TierBadResponse,
     TierRateLimited,
@@ -21,11 +19,15 @@ from tierwise.errors import (
     TierRequestFailed,
     TierStreamBroken,
     TierUnavailable,
+    UpstreamConnectFailed,
+    UpstreamTimedOut,
+    UpstreamTransportError,
 )
 from tierwise.request_context import current_request_id
 from tierwise.tiers.base import Chunk, Tier, TierHealth
 from tierwise.tiers.capabilities import Capabilities
 from tierwise.tiers.translate import Dialect, dialect_named, http_payload
+from tierwise.tiers.upstream import UpstreamClient, UpstreamResponse
 from tierwise.tiers.usage import PromptOverhead
 
 if TYPE_CHECKING:
@@ -34,19 +36,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tierwise.tiers")
 
-# Errors worth another attempt at the same server: nothing was sent back, so a retry cannot duplicate output.
-_RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.PoolTimeout)
-
-
 class OpenAIHTTPTier(Tier):
     """Streams from `{base_url}/chat/completions`, passing unknown fields through unchanged."""
 
     config: OpenAITierConfig
 
-    def __init__(self, config: OpenAITierConfig, *, transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, config: OpenAITierConfig) -> None:
         super().__init__(config)
-        self._transport = transport
-        self._client: httpx.AsyncClient | None = None
+        self._client: UpstreamClient | None = None
         self.dialect: Dialect = dialect_named(config.dialect)
         self.prompt_overhead = PromptOverhead()  # for streams whose server reports no usage
 
@@ -68,16 +65,13 @@ class OpenAIHTTPTier(Tier):
         api_key = cfg.api_key()
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url.rstrip("/") + "/",
-            headers=headers,
-            timeout=httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s),
-            limits=httpx.Limits(max_connections=cfg.max_concurrent * 2, max_keepalive_connections=cfg.max_concurrent),
-            transport=self._transport,
-        )
+        # one connection per request in flight, and room for the health probe
+        self._client = UpstreamClient(self.base_url, headers=headers, connect_timeout_s=cfg.connect_timeout_s,
+                                      read_timeout_s=cfg.read_timeout_s, max_connections=cfg.max_concurrent + 2)
+        await self._client.start()
 
     @property
-    def client(self) -> httpx.AsyncClient:
+    def client(self) -> UpstreamClient:
         if self._client is None:
             raise RuntimeError(f"tier {self.name!r} used before start()")
         return self._client
@@ -90,12 +84,12 @@ class OpenAIHTTPTier(Tier):
     async def health(self) -> TierHealth:
         started = time.perf_counter()
         try:
-            response = await self.client.get("models", timeout=min(2.0, self.config.read_timeout_s))
-        except httpx.HTTPError as err:
-            return TierHealth(False, f"{type(err).__name__}: {err}".rstrip(": "))
+            status = await self.client.get("models", timeout_s=min(2.0, self.config.read_timeout_s))
+        except UpstreamTransportError as err:
+            return TierHealth(False, str(err))
         latency_ms = (time.perf_counter() - started) * 1000
-        if response.status_code != 200:
-            return TierHealth(False, f"GET /models answered {response.status_code}", latency_ms)
+        if status != 200:
+            return TierHealth(False, f"GET /models answered {status}", latency_ms)
         return TierHealth(True, "ok", latency_ms)
 
     async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
@@ -127,22 +121,22 @@ class OpenAIHTTPTier(Tier):
                 if not usage_seen:  # e.g. llama.cpp's Python server ignores stream_options
                     yield self.prompt_overhead.usage_chunk(request, completion_tokens=content_chunks)
                 return
-            except _RETRYABLE as err:
+            except UpstreamConnectFailed as err:  # nothing came back: worth another attempt
                 if yielded:
-                    raise TierStreamBroken(f"tier {self.name!r}: connection lost mid-answer ({err!r})") from err
+                    raise TierStreamBroken(f"tier {self.name!r}: connection lost mid-answer ({err})") from err
                 if attempt >= cfg.retries:
-                    raise TierUnavailable(f"tier {self.name!r} unreachable: {_describe(err)}") from err
+                    raise TierUnavailable(f"tier {self.name!r} unreachable: {err}") from err
                 await asyncio.sleep(cfg.retry_backoff_s * 2**attempt)
-            except httpx.TimeoutException as err:
+            except UpstreamTimedOut as err:
                 if yielded:
                     raise TierStreamBroken(
                         f"tier {self.name!r} stalled mid-answer (no data for {cfg.read_timeout_s:g} s)"
                     ) from err
-                raise TierUnavailable(f"tier {self.name!r} timed out before answering: {_describe(err)}") from err
-            except httpx.HTTPError as err:
+                raise TierUnavailable(f"tier {self.name!r} timed out before answering: {err}") from err
+            except UpstreamTransportError as err:
                 if yielded:
-                    raise TierStreamBroken(f"tier {self.name!r}: {_describe(err)}") from err
-                raise TierUnavailable(f"tier {self.name!r}: {_describe(err)}") from err
+                    raise TierStreamBroken(f"tier {self.name!r}: {err}") from err
+                raise TierUnavailable(f"tier {self.name!r}: {err}") from err
 
 
     def _learn_overhead(self, request: ChatCompletionRequest, usage: dict[str, Any]) -> None:
@@ -150,7 +144,7 @@ class OpenAIHTTPTier(Tier):
         if isinstance(prompt_tokens, int) and not usage.get("estimated"):
             self.prompt_overhead.observe(request, prompt_tokens)
 
-    async def _raise_for_server_error(self, response: httpx.Response) -> None:
+    async def _raise_for_server_error(self, response: UpstreamResponse) -> None:
         """A 5xx after every retry. If the server still answers its health probe, the request itself broke it
         (llama.cpp's server answers 500 to requests it cannot handle): that does not count against the tier. If
         the probe fails too, the tier is in trouble. Either way another tier may serve."""
@@ -183,11 +177,6 @@ def _encode(tier: str, payload: dict[str, Any]) -> bytes:
         raise TierRejected(f"the request cannot be sent to tier {tier!r} as JSON: {reason}", status=400) from None
 
 
-def _describe(err: Exception) -> str:
-    text = str(err)
-    return f"{type(err).__name__}: {text}" if text else type(err).__name__
-
-
 # Upstream error texts may carry a traceback: file paths and code lines say nothing to a client and leak the
 # server's layout. What is kept is the text before the traceback, with any remaining file path elided.
 _TRACEBACK_START = re.compile(r'^\s*(Traceback \(most recent call last\)|File ")', re.MULTILINE)
@@ -195,8 +184,8 @@ _FILE_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.\-]+){2,}")
 _MAX_UPSTREAM_MESSAGE = 300
 
 
-async def _upstream_message(response: httpx.Response) -> str:
-    body = (await response.aread()).decode("utf-8", "replace")[:20_000]
+async def _upstream_message(response: UpstreamResponse) -> str:
+    body = (await response.aread(limit=20_000)).decode("utf-8", "replace")
     try:
         message = str(json.loads(body)["error"]["message"])
     except (ValueError, KeyError, TypeError):
@@ -212,7 +201,7 @@ def clean_upstream_message(message: str) -> str:
     return text if len(text) <= _MAX_UPSTREAM_MESSAGE else text[: _MAX_UPSTREAM_MESSAGE - 1] + "…"
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: UpstreamResponse) -> float | None:
     """Retry-After in seconds (only the delta-seconds form; an HTTP date is rare from API servers)."""
     try:
         return max(0.0, float(response.headers.get("retry-after", "")))
@@ -220,7 +209,7 @@ def _retry_after(response: httpx.Response) -> float | None:
         return None
 
 
-async def _raise_for_status(tier: str, response: httpx.Response) -> None:
+async def _raise_for_status(tier: str, response: UpstreamResponse) -> None:
     if response.status_code == 200:
         return
     message = await _upstream_message(response)
@@ -252,7 +241,7 @@ class _AnswerBounds:
             raise TierStreamBroken(f"tier {self.tier!r} took longer than {self.max_seconds:g} s (max_answer_s)")
 
 
-async def _bounded_body(response: httpx.Response, bounds: _AnswerBounds) -> bytes:
+async def _bounded_body(response: UpstreamResponse, bounds: _AnswerBounds) -> bytes:
     parts = []
     async for data in response.aiter_bytes():
         bounds.take(data)
@@ -260,9 +249,9 @@ async def _bounded_body(response: httpx.Response, bounds: _AnswerBounds) -> byte
     return b"".join(parts)
 
 
-async def _bounded_lines(response: httpx.Response, bounds: _AnswerBounds) -> AsyncIterator[str]:
-    """The body's lines; a line is never longer than what the bounds still allow (httpx's own line reader
-    buffers a line without end for ever)."""
+async def _bounded_lines(response: UpstreamResponse, bounds: _AnswerBounds) -> AsyncIterator[str]:
+    """The body's lines; a line is never longer than what the bounds still allow (a client library's own line
+    reader buffers a line without end for ever, or fails on long ones)."""
     pending: list[bytes] = []  # the unfinished line, joined only once its end arrives
     async for data in response.aiter_bytes():
         bounds.take(data)
@@ -277,7 +266,7 @@ async def _bounded_lines(response: httpx.Response, bounds: _AnswerBounds) -> Asy
         yield b"".join(pending).decode("utf-8", "replace")
 
 
-async def _read_chunks(tier: str, response: httpx.Response, bounds: _AnswerBounds) -> AsyncIterator[Chunk]:
+async def _read_chunks(tier: str, response: UpstreamResponse, bounds: _AnswerBounds) -> AsyncIterator[Chunk]:
     """Parse server-sent events, or a plain JSON completion from a server that ignored `stream`."""
     content_type = response.headers.get("content-type", "")
     if content_type.startswith("application/json"):
@@ -310,10 +299,11 @@ async def _read_chunks(tier: str, response: httpx.Response, bounds: _AnswerBound
 
 
 async def _drain(lines: AsyncIterator[str], *, max_lines: int = 8, timeout_s: float = 0.5) -> None:
-    """Read what little follows `[DONE]` (the end of the chunked body), so that httpx returns the connection to
-    its pool; a response left unread is closed instead, and every request would open a new connection. A server
-    that keeps the body open after `[DONE]` costs at most `timeout_s`: the answer is complete either way."""
-    with contextlib.suppress(httpx.HTTPError, TimeoutError):
+    """Read what little follows `[DONE]` (the end of the chunked body), so that the client returns the
+    connection to its pool; a response left unread is closed instead, and every request would open a new
+    connection. A server that keeps the body open after `[DONE]` costs at most `timeout_s`: the answer is
+    complete either way."""
+    with contextlib.suppress(UpstreamTransportError, TimeoutError):
         async with asyncio.timeout(timeout_s):
             async for _ in lines:
                 max_lines -= 1
