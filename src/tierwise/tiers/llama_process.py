@@ -119,9 +119,10 @@ class WorkerProcess:
         self._reader = threading.Thread(target=self._read, name=f"{self.name}-reader", daemon=True)
         self._reader.start()
 
-    def begin(self, request_id: int, arguments: dict[str, Any], chat_handler: str | None) -> Job:
+    def begin(self, request_id: int, arguments: dict[str, Any], chat_handler: str | None, *, text: bool = False
+              ) -> Job:
         self.job = Job(request_id, asyncio.Queue())
-        self._send(Generate(request_id, arguments, chat_handler))
+        self._send(Generate(request_id, arguments, chat_handler, text=text))
         return self.job
 
     def cancel(self, job: Job) -> None:

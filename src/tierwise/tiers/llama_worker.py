@@ -2,7 +2,8 @@
 
 This module owns the worker's side: its entry point (`serve`), loading the model, answering a request, the guard
 that runs around every sampled token, and the messages both sides send over the pipe (`WorkerSettings`,
-`Generate`, `Cancel`, `Close` down; `Ready`, `Piece`, `Done`, `Failed` up). The parent's handle on a worker is
+`Generate`, `Cancel`, `Close` down; `Ready`, `Piece`, `Done`, `Failed` up). A request is a chat completion or a
+legacy text completion (`Generate.text`), streamed either way. The parent's handle on a worker is
 `WorkerProcess` in tiers/llama_process.py; this module never imports it, and imports nothing heavy at the top
 (llama_cpp is imported inside `_load`), so a spawned worker starts quickly.
 
@@ -43,8 +44,9 @@ class WorkerSettings:
 @dataclass(frozen=True)
 class Generate:  # parent → worker
     request_id: int
-    arguments: dict[str, Any]  # for `create_chat_completion`, or for the chat handler named below
+    arguments: dict[str, Any]  # for `create_chat_completion`, the chat handler named below, or `create_completion`
     chat_handler: str | None = None
+    text: bool = False  # a legacy text completion of `arguments["prompt"]` (no chat template)
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ class Ready:  # worker → parent: the model is loaded
 
 
 @dataclass(frozen=True)
-class Piece:  # worker → parent: one chat.completion.chunk
+class Piece:  # worker → parent: one chat.completion.chunk (text_completion for a text request)
     request_id: int
     chunk: dict[str, Any]
 
@@ -174,7 +176,9 @@ def _answer(model: Llama, conn: Connection, job: Generate) -> bool:
     guard = _Guard(conn, job.request_id)
     model.guard = guard  # type: ignore[attr-defined]
     try:
-        for chunk in _chunks(model, dict(job.arguments), job.chat_handler, guard):
+        chunks = model.create_completion(**job.arguments) if job.text else _chunks(
+            model, dict(job.arguments), job.chat_handler, guard)
+        for chunk in chunks:  # type: ignore[union-attr]
             conn.send(Piece(job.request_id, _to_plain(chunk)))
     except _Cancelled:
         pass  # the parent stopped listening; Done below still frees the slot
