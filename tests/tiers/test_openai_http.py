@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from tierwise.config import settings_from_dict
-from tierwise.protocol import ChatCompletionRequest
-from tierwise.tiers.base import TierRequestFailed, TierStreamBroken, TierUnavailable
-from tierwise.tiers.openai_http import OpenAIHTTPTier, clean_upstream_message
+from tierwise.protocol import ChatCompletionRequest, TextCompletionRequest
+from tierwise.tiers.base import TierRejected, TierRequestFailed, TierStreamBroken, TierUnavailable
+from tierwise.tiers.openai_http import OpenAIHTTPTier, TierBadResponse, clean_upstream_message
 
 TRACEBACK = (
     "1 validation error:\n  {'type': 'literal_error', 'msg': \"Input should be 'text' or 'json_object'\"}\n\n"
@@ -82,3 +82,74 @@ def test_upstream_messages_lose_tracebacks_and_paths():
     assert "…" in clean_upstream_message("failed in /opt/server/engine.py at step 3")
     assert len(clean_upstream_message("x" * 5000)) == 300
     assert clean_upstream_message("") == "no detail given"
+
+
+# ---- text completions and embeddings ---------------------------------------------------------------------------
+
+
+def _text_chunk(text: str, finish: str | None = None) -> str:
+    return json.dumps({"object": "text_completion", "choices": [
+        {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}]})
+
+
+def _run_text(tier: OpenAIHTTPTier, **fields):
+    request = TextCompletionRequest.model_validate({"model": "edge", "prompt": "Once upon a time", **fields})
+
+    async def main():
+        await tier.start()
+        try:
+            return [chunk async for chunk in tier.complete_text(request)]
+        finally:
+            await tier.aclose()
+
+    return asyncio.run(main())
+
+
+def test_a_text_completion_streams_from_the_completions_endpoint_with_usage_estimated_when_missing():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.url.path, json.loads(request.content)))
+        return _sse(_text_chunk(" there"), _text_chunk(" was", "length"), "[DONE]")
+
+    chunks = _run_text(_tier(handler), stream=True, max_tokens=2)
+    assert seen[0][0] == "/v1/completions" and seen[0][1]["prompt"] == "Once upon a time"
+    assert [c["choices"][0]["text"] for c in chunks[:-1]] == [" there", " was"]
+    usage = chunks[-1]["usage"]
+    assert chunks[-1]["choices"] == [] and usage["completion_tokens"] == 2 and usage["estimated"] is True
+
+
+def test_a_whole_text_completion_is_one_chunk_and_a_4xx_is_the_requests_fault():
+    answer = {"object": "text_completion", "choices": [{"index": 0, "text": "x", "finish_reason": "stop"}],
+              "usage": {"prompt_tokens": 4, "completion_tokens": 1, "total_tokens": 5}}
+    assert _run_text(_tier(lambda request: httpx.Response(200, json=answer))) == [answer]
+    with pytest.raises(TierRejected) as caught:
+        _run_text(_tier(lambda request: httpx.Response(400, json={"error": {"message": "bad prompt"}})))
+    assert caught.value.status == 400 and "bad prompt" in caught.value.message
+
+
+def test_a_text_stream_over_max_answer_bytes_is_cut_off():
+    endless = _sse(*[_text_chunk("x" * 500)] * 20, _text_chunk("", "stop"), "[DONE]")
+    with pytest.raises(TierStreamBroken, match="max_answer_bytes"):
+        _run_text(_tier(lambda request: endless, max_answer_bytes=4096), stream=True)
+
+
+def _embed(tier: OpenAIHTTPTier, texts: list[str]):
+    async def main():
+        await tier.start()
+        try:
+            return await tier.embed(texts)
+        finally:
+            await tier.aclose()
+
+    return asyncio.run(main())
+
+
+def test_embeddings_come_back_in_input_order_and_malformed_ones_are_the_upstreams_fault():
+    data = [{"index": 1, "embedding": [0.0, 1.0]}, {"index": 0, "embedding": [1.0, 0.0]}]
+    tier = _tier(lambda request: httpx.Response(200, json={"data": data}), embedding_model="e")
+    vectors, tokens = _embed(tier, ["first", "second"])
+    assert vectors == [[1.0, 0.0], [0.0, 1.0]] and tokens >= 1  # no usage reported: estimated
+    for bad in ({"data": data[:1]}, {"data": [{"index": 0, "embedding": [[1.0], [2.0]]}] * 2}, {"nothing": 1}):
+        with pytest.raises(TierBadResponse):
+            _embed(_tier(lambda request, bad=bad: httpx.Response(200, json=bad), embedding_model="e"), ["a", "b"])

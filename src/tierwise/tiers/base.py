@@ -143,13 +143,13 @@ class Tier(ABC):
 
     async def embed(self, texts: list[str], *, dimensions: int | None = None) -> tuple[list[list[float]], int]:
         """Embedding vectors for `texts`, and the prompt tokens they cost. Only called on tiers that embed
-        (`embeds`); raises `TierUnavailable` / `TierRejected` like `generate`."""
+        (`embedding_model` set); raises `TierUnavailable` / `TierRejected` like `generate`."""
         raise TierRejected(f"tier {self.name!r} does not embed", status=400)
 
     @property
-    def embeds(self) -> bool:
-        """Whether `/v1/embeddings` may be forwarded to this tier."""
-        return False
+    def embedding_model(self) -> str | None:
+        """The model this tier embeds with; None: `/v1/embeddings` is never forwarded to it."""
+        return None
 
     @abstractmethod
     async def health(self) -> TierHealth:

@@ -210,6 +210,10 @@ def embeddings_from(tier: str, body: dict[str, Any], *, count: int) -> tuple[lis
                               f"for {count} inputs")
     try:
         ordered = sorted(data, key=lambda item: int(item.get("index", 0)))
+        if any(isinstance(item["embedding"][0], list) for item in ordered if item["embedding"]):
+            raise TierBadResponse(f"tier {tier!r} sent one vector per token, not one per input: its server pools "
+                                  "nothing (llama-cpp-python's server does not; llama.cpp's llama-server needs "
+                                  "--pooling mean)")
         vectors = [[float(x) for x in item["embedding"]] for item in ordered]
     except (TypeError, ValueError, KeyError, AttributeError):
         raise TierBadResponse(f"tier {tier!r} sent embeddings that are not lists of numbers") from None

@@ -140,8 +140,8 @@ class OpenAIHTTPTier(Tier):
                 "total_tokens": prompt_tokens + text_chunks, "estimated": True}}
 
     @property
-    def embeds(self) -> bool:
-        return self.config.embedding_model is not None
+    def embedding_model(self) -> str | None:
+        return self.config.embedding_model
 
     async def embed(self, texts: list[str], *, dimensions: int | None = None) -> tuple[list[list[float]], int]:
         """`POST {base_url}/embeddings` with the configured `embedding_model`, floats asked for whatever the client
