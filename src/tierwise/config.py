@@ -84,6 +84,9 @@ class LlamaCppTierConfig(_TierBase):
         "chatml-function-calling",
         description="llama-cpp-python chat handler for requests with tools (None: the tier has no tools)",
     )
+    embeddings: bool = Field(
+        False, description="serve /v1/embeddings from this model (mean-pooled; a second context per worker)"
+    )
 
 
 class _HTTPTierBase(_TierBase):

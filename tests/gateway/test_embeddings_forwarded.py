@@ -8,7 +8,7 @@ import numpy as np
 import openai
 import pytest
 
-from tests.conftest import needs_llama_cpp, openai_tier, sdk
+from tests.conftest import llama_tier, needs_llama_cpp, openai_tier, sdk
 from tierwise.testing.servers import free_port, start_llama_server, stop_process, wait_until_ready
 from tierwise.testing.stub_backend import stub_vector
 
@@ -105,3 +105,15 @@ def test_a_llama_cpp_server_that_pools_nothing_is_a_clear_upstream_error(run_gat
         assert caught.value.status_code == 502 and "per token" in caught.value.message
     finally:
         stop_process(process)
+
+
+@pytest.mark.slow
+def test_a_device_tier_that_embeds_serves_auto_even_with_personal_data(run_gateway, stub_backend, tiny_gguf):
+    needs_llama_cpp()
+    base, behavior = stub_backend
+    url = run_gateway({"tiers": [llama_tier("device", tiny_gguf, embeddings=True),
+                                 openai_tier("cloud", base, location="cloud", embedding_model="text-embed-stub")]})
+    reply = sdk(url).embeddings.with_raw_response.create(model="auto", input=["mail jane.doe@example.com"])
+    assert reply.headers["x-tierwise-tier"] == "device"  # the free tier first; and the private one
+    assert reply.parse().model == "tiny-llama" and len(reply.parse().data[0].embedding) > 0
+    assert not behavior.received

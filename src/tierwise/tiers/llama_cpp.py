@@ -23,12 +23,13 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tierwise.errors import ConfigError
 from tierwise.protocol import new_completion_id, new_text_completion_id
-from tierwise.tiers.base import Chunk, Tier, TierHealth, TierStreamBroken, TierUnavailable
+from tierwise.tiers.base import Chunk, Tier, TierHealth, TierRejected, TierStreamBroken, TierUnavailable
 from tierwise.tiers.capabilities import Capabilities
+from tierwise.tiers.http_answer import embeddings_from
 from tierwise.tiers.llama_process import Exited, WorkerFailed, WorkerProcess
 from tierwise.tiers.llama_worker import Done, Piece, WorkerSettings
 from tierwise.tiers.translate import llama_cpp_arguments, llama_cpp_text_arguments
@@ -178,19 +179,38 @@ class LlamaCppTier(Tier):
     async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
         arguments, chat_handler = self._arguments(request)
         tool_calls = _ToolCallDeltas()
-        async for chunk in self._run(arguments, chat_handler, text=False):
+        async for chunk in self._run(arguments, chat_handler, kind="chat"):
             yield tool_calls.tidy(chunk) if chunk.get("choices") else chunk
 
     async def complete_text(self, request: TextCompletionRequest) -> AsyncIterator[Chunk]:
         """llama-cpp-python's `create_completion` on the raw prompt, in a worker like chat (cancelled per token)."""
-        async for chunk in self._run(llama_cpp_text_arguments(request), None, text=True):
+        async for chunk in self._run(llama_cpp_text_arguments(request), None, kind="text"):
             yield chunk
 
-    async def _run(self, arguments: dict[str, Any], chat_handler: str | None, *, text: bool) -> AsyncIterator[Chunk]:
+    @property
+    def embedding_model(self) -> str | None:
+        return self.model_name if self.config.embeddings else None
+
+    async def embed(self, texts: list[str], *, dimensions: int | None = None) -> tuple[list[list[float]], int]:
+        """Mean-pooled embeddings from the tier's model, in a worker (a second context, loaded on first use)."""
+        if dimensions is not None:
+            raise TierRejected(f"tier {self.name!r} embeds at its model's width; dimensions is not served", status=400)
+        answer: dict[str, Any] = {}
+        tokens = 0
+        async for chunk in self._run({"input": texts}, None, kind="embed"):
+            if "data" in chunk:
+                answer = chunk
+            elif chunk.get("usage"):
+                tokens = int(chunk["usage"]["prompt_tokens"])
+        return embeddings_from(self.name, answer, count=len(texts))[0], tokens
+
+    async def _run(self, arguments: dict[str, Any], chat_handler: str | None, *,
+                   kind: Literal["chat", "text", "embed"]) -> AsyncIterator[Chunk]:
         """One request on an idle worker: its chunks, stamped with one id and the model's name, then usage."""
         worker = await self._acquire()
-        job = worker.begin(next(self._request_ids), arguments, chat_handler, text=text)
+        job = worker.begin(next(self._request_ids), arguments, chat_handler, kind=kind)
         completion_id = ""
+        text = kind == "text"
         new_id = new_text_completion_id if text else new_completion_id
         try:
             while True:

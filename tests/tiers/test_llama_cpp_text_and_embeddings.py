@@ -1,5 +1,6 @@
-"""Legacy text completions on the in-process llama.cpp tier (tiny random-weight GGUF): the raw prompt through
-`create_completion` in the worker, streamed as `text_completion` chunks, cancelled within a token like chat."""
+"""Legacy text completions and embeddings on the in-process llama.cpp tier (tiny random-weight GGUF): the raw
+prompt through `create_completion` in the worker, streamed as `text_completion` chunks and cancelled within a token
+like chat; mean-pooled embeddings from a second context in the same worker."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from tests.tiers.test_llama_cpp import TierOnALoop, device_config, started
@@ -25,7 +27,7 @@ def text_request(**fields: Any) -> TextCompletionRequest:
 
 @pytest.fixture(scope="module")
 def device(tiny_gguf: Path) -> Iterator[TierOnALoop]:
-    with started(device_config(tiny_gguf)) as on_loop:
+    with started(device_config(tiny_gguf, embeddings=True)) as on_loop:
         yield on_loop
 
 
@@ -86,3 +88,33 @@ def test_a_text_stream_cancelled_after_one_chunk_frees_the_worker(device):
 
 async def _all(stream: Any) -> list[dict[str, Any]]:
     return [chunk async for chunk in stream]
+
+
+def test_embeddings_are_llama_cpps_mean_pooled_vectors_and_the_worker_still_chats(device, tiny_gguf):
+    from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
+
+    async def scenario(tier: Tier) -> tuple[list[list[float]], int]:
+        return await tier.embed(["hello world", "hi"])
+
+    vectors, tokens = device.run(scenario)
+    reference = Llama(model_path=str(tiny_gguf), embedding=True, pooling_type=LLAMA_POOLING_TYPE_MEAN,
+                      n_ctx=512, n_batch=512, n_ubatch=512, verbose=False)
+    try:
+        expected = reference.create_embedding(["hello world", "hi"])
+    finally:
+        reference.close()
+    assert np.allclose(vectors, [d["embedding"] for d in expected["data"]], atol=1e-5)
+    assert tokens == expected["usage"]["prompt_tokens"] and device.tier.embedding_model == "tiny-llama"
+    assert joined(collect(device, text_request(max_tokens=4, seed=1)))  # the chat/text model is untouched
+
+
+def test_embedding_dimensions_are_refused_and_a_tier_without_embeddings_says_so(device, tiny_gguf):
+    from tierwise.tiers.base import TierRejected
+    from tierwise.tiers.llama_cpp import LlamaCppTier
+
+    async def scenario(tier: Tier) -> None:
+        await tier.embed(["hi"], dimensions=8)
+
+    with pytest.raises(TierRejected, match="dimensions"):
+        device.run(scenario)
+    assert LlamaCppTier(device_config(tiny_gguf)).embedding_model is None
