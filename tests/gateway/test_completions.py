@@ -101,3 +101,46 @@ def test_an_upstream_failure_fails_over_to_the_next_tier(gateway):
     assert raw.headers["x-tierwise-tier"] == "cloud" and raw.headers["x-tierwise-failover"] == "edge"
     assert raw.parse().choices[0].text == "Hello from the stub."
     assert [b["prompt"] for b in behavior.received] == ["hi", "hi"]
+
+
+def test_generated_text_completion_bodies_never_500(gateway):
+    import json
+
+    import httpx
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tests.reliability.test_fuzz import json_values, wild_or
+
+    url, behavior = gateway
+    behavior.record = False
+    prompts = st.text(max_size=80) | st.lists(st.text(max_size=20), max_size=3) | st.lists(st.integers(), max_size=3)
+    bodies = st.fixed_dictionaries({
+        "model": wild_or(st.sampled_from(["edge", "auto", "nope"]), weight=6), "prompt": wild_or(prompts, weight=6),
+    }, optional={
+        "stream": wild_or(st.booleans()), "echo": wild_or(st.booleans()), "n": wild_or(st.integers(0, 4)),
+        "logprobs": wild_or(st.integers(-1, 6)), "best_of": wild_or(st.integers(0, 3)),
+        "suffix": wild_or(st.text(max_size=5)), "max_tokens": wild_or(st.integers(-2, 64)),
+        "temperature": wild_or(st.floats(0, 2)), "stop": wild_or(st.text(max_size=3)), "user": json_values,
+    })
+    served: list[bool] = []
+    with httpx.Client(timeout=30) as client:
+
+        @settings(max_examples=120, deadline=None, derandomize=True, database=None,
+                  suppress_health_check=list(HealthCheck))
+        @given(body=bodies)
+        def one(body: dict) -> None:
+            response = client.post(f"{url}/v1/completions", content=json.dumps(body).encode(),
+                                   headers={"content-type": "application/json"})
+            served.append(response.status_code == 200)
+            if response.status_code == 200:
+                if response.headers["content-type"].startswith("text/event-stream"):
+                    assert response.text.endswith("data: [DONE]\n\n") and '{"error"' not in response.text
+                else:
+                    assert response.json()["choices"][0]["text"]
+                return
+            assert response.status_code in {400, 403, 404}, (response.status_code, response.text[:300])
+            assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+
+        one()
+    assert 10 < sum(served) < len(served) - 10  # both answers and refusals were exercised
