@@ -103,6 +103,15 @@ def test_an_upstream_failure_fails_over_to_the_next_tier(gateway):
     assert [b["prompt"] for b in behavior.received] == ["hi", "hi"]
 
 
+def test_a_text_stream_that_breaks_ends_with_an_error_event_not_a_short_answer(gateway):
+    url, behavior = gateway
+    behavior.mode, behavior.after_pieces = "break", 2
+    with pytest.raises(openai.APIError, match="before finishing"):
+        list(sdk(url).completions.create(model="edge", prompt="Say hello", stream=True))
+    behavior.mode = "ok"
+    assert sdk(url).completions.create(model="edge", prompt="Say hello").choices[0].text  # the tier serves on
+
+
 def test_generated_text_completion_bodies_never_500(gateway):
     import json
 
