@@ -1,4 +1,8 @@
-"""A tier served by any OpenAI-compatible HTTP server (llama.cpp server, vLLM, SGLang, a provider API)."""
+"""A tier served by any OpenAI-compatible HTTP server (llama.cpp server, vLLM, SGLang, a provider API).
+
+Chat (`/chat/completions`), legacy text completions (`/completions`) and embeddings (`/embeddings`, with
+`embedding_model` set) share one POST path (`_stream`): retries before the first byte, the answer's bounds, and
+the mapping of statuses to tierwise's errors (tiers/http_answer.py reads the answers)."""
 
 from __future__ import annotations
 
@@ -52,7 +56,7 @@ _RETRYABLE = (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolErro
 
 
 class OpenAIHTTPTier(Tier):
-    """Streams from `{base_url}/chat/completions`, passing unknown fields through unchanged."""
+    """Streams from `{base_url}/chat/completions` (and `/completions`), passing unknown fields through unchanged."""
 
     config: OpenAITierConfig
 
