@@ -1,17 +1,24 @@
-"""How much latency does the gateway add, and how many requests/s does it carry, next to calling the backend
-directly and next to the LiteLLM proxy in front of the same backend — in one run, on this machine.
+"""What the gateway costs, next to calling the backend directly, nginx as a plain reverse proxy (the floor) and
+the LiteLLM proxy — in one run, on this machine, for non-streaming requests and for 32-chunk streams.
 
-    python bench/gateway_overhead.py [--duration 10] [--concurrency 1 16 64] [--litellm /path/to/venv/bin/litellm]
+    python bench/gateway_overhead.py [--duration 10] [--concurrency 1 16 64] [--mode json stream]
+                                     [--litellm /path/to/venv/bin/litellm] [--nginx /usr/sbin/nginx]
 
-Everything runs on 127.0.0.1: a stub OpenAI-compatible backend that answers at once (its own process), the
-tierwise gateway (`tierwise serve`, its own process), optionally LiteLLM's proxy (its own process), and the load
-generator (this process: asyncio + httpx, N concurrent clients, non-streaming requests, each client sending its
-next request as soon as the last one is answered). Added latency = p50/p99 through a proxy minus direct.
+Everything runs on 127.0.0.1, each in its own process: a stub OpenAI-compatible backend that answers at once
+(`--pieces` content chunks per streamed answer), nginx (`proxy_pass`, upstream keepalive, no buffering),
+`tierwise serve` (uvicorn + uvloop + httptools, access log off), LiteLLM's proxy, and the load generator (this
+process: asyncio + aiohttp — the cheapest client here, so it takes as little CPU from the others as it can —
+N concurrent clients, each sending its next request as soon as the last one is answered, streams read to the
+end). Per target: requests/s, latency p50/p99, what the proxy adds to direct p50/p99, and the proxy's own CPU
+per request (utime + stime of its processes from /proc over the run): on two cores shared by all of them,
+requests/s at 16 and 64 clients is bounded by the load generator and the stub, so CPU per request is the figure
+that shows a proxy's cost.
 
 LiteLLM must live in its own virtualenv (its pins clash with ours):
     python3 -m venv /tmp/litellm-venv
     /tmp/litellm-venv/bin/pip install 'litellm[proxy]==1.106.2' 'certifi<=2026.10.18'
     (never 1.107.x: a compromised release was published under that number)
+nginx: `apt-get install nginx-light` (any nginx ≥ 1.18).
 """
 
 from __future__ import annotations
@@ -28,22 +35,55 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
+import aiohttp
 import numpy as np
 import yaml
 
-from tierwise.testing.servers import free_port, start_process, stop_process
+from tierwise.testing.servers import cpu_seconds, free_port, start_process, stop_process
 
-BODY = {"model": "tiny", "messages": [{"role": "user", "content": "Say hello in five words."}], "max_tokens": 8}
+PROMPT = [{"role": "user", "content": "Say hello in five words."}]
+NGINX_CONF = """
+worker_processes 1;
+daemon off;
+pid {tmp}/nginx.pid;
+error_log stderr warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
+    upstream stub {{ server 127.0.0.1:{stub_port}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://stub;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+@dataclass
+class Target:
+    name: str
+    url: str
+    model: str
+    headers: dict[str, str]
+    process: subprocess.Popen[bytes] | None  # whose CPU is counted (with its children); None for direct
 
 
 @dataclass
 class Run:
     target: str
+    mode: str
     concurrency: int
     latencies_ms: np.ndarray
     errors: int
     seconds: float
+    cpu_ms_per_request: float | None
 
     @property
     def rps(self) -> float:
@@ -53,14 +93,35 @@ class Run:
         return float(np.percentile(self.latencies_ms, q)) if len(self.latencies_ms) else float("nan")
 
 
-async def load(url: str, *, concurrency: int, duration_s: float, model: str, headers: dict[str, str]) -> Run:
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a process and its direct children (nginx's worker, uvicorn's workers)."""
+    total = cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                total += cpu_seconds(int(entry.name))
+    return total
+
+
+async def load(target: Target, *, mode: str, concurrency: int, duration_s: float, max_tokens: int) -> Run:
     latencies: list[float] = []
     errors = 0
-    body = {**BODY, "model": model}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
-        for _ in range(min(concurrency, 8)):  # warm the connection pool and the servers
-            await client.post(url, json=body)
+    body = {"model": target.model, "messages": PROMPT, "max_tokens": max_tokens, "stream": mode == "stream"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=target.headers,
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+
+        async def once() -> bool:
+            async with session.post(target.url, json=body) as response:
+                await response.read()  # a stream is read to its end
+                return response.status == 200
+
+        for _ in range(min(concurrency, 8)):  # warm the connection pools and the servers
+            await once()
         deadline = time.perf_counter() + duration_s
 
         async def worker() -> None:
@@ -68,84 +129,106 @@ async def load(url: str, *, concurrency: int, duration_s: float, model: str, hea
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
                 try:
-                    response = await client.post(url, json=body)
-                    ok = response.status_code == 200
-                except httpx.HTTPError:
+                    ok = await once()
+                except (TimeoutError, aiohttp.ClientError):
                     ok = False
                 if ok:
                     latencies.append((time.perf_counter() - started) * 1000)
                 else:
                     errors += 1
 
+        cpu_before = tree_cpu_s(target.process.pid) if target.process else 0.0
         started = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
-    return Run(url, concurrency, np.array(latencies), errors, elapsed)
+        cpu_used = tree_cpu_s(target.process.pid) - cpu_before if target.process else 0.0
+    served = len(latencies) + errors
+    cpu_per_request = 1000 * cpu_used / served if target.process and served else None
+    return Run(target.name, mode, concurrency, np.array(latencies), errors, elapsed, cpu_per_request)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=10.0, help="seconds per target and concurrency")
+    parser.add_argument("--duration", type=float, default=10.0, help="seconds per target, mode and concurrency")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--mode", nargs="+", choices=["json", "stream"], default=["json", "stream"])
+    parser.add_argument("--pieces", type=int, default=32, help="content chunks per streamed answer")
     parser.add_argument("--litellm", default=shutil.which("litellm") or "", help="path to the litellm executable")
+    parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx", help="path to nginx")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="tierwise-bench-"))
-    stub_port, gw_port, ll_port = free_port(), free_port(), free_port()
+    stub_port = free_port()
     stub = f"http://127.0.0.1:{stub_port}/v1"
-    targets: dict[str, tuple[str, str, dict[str, str]]] = {"direct": (f"{stub}/chat/completions", "tiny", {})}
     with ExitStack() as stack:
-        def owned(process: subprocess.Popen[bytes]) -> None:
+        def started(command: list[str], ready: str, **kwargs: object) -> subprocess.Popen[bytes]:
+            process = start_process(command, ready, **kwargs)  # type: ignore[arg-type]
             stack.callback(stop_process, process)
+            return process
 
-        owned(start_process([sys.executable, "-m", "tierwise.testing.stub_backend", "--port", str(stub_port)],
-                    f"{stub}/models"))
+        started([sys.executable, "-m", "tierwise.testing.stub_backend", "--port", str(stub_port),
+                 "--pieces", str(args.pieces)], f"{stub}/models")
+        targets = [Target("direct", f"{stub}/chat/completions", "tiny", {}, None)]
+        if Path(args.nginx).exists():
+            port = free_port()
+            (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, stub_port=stub_port, port=port))
+            nginx = started([args.nginx, "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", "stderr"],
+                            f"http://127.0.0.1:{port}/v1/models")
+            targets.append(Target("nginx", f"http://127.0.0.1:{port}/v1/chat/completions", "tiny", {}, nginx))
+        else:
+            print(f"nginx not found at {args.nginx}: no floor to compare with")
+        gw_port = free_port()
         config = {"tiers": [{"name": "tiny", "location": "edge", "backend": "openai", "base_url": stub,
-                             "model": "stub", "max_concurrent": 256}],
-                  "gateway": {"port": gw_port}}
+                             "model": "stub", "max_concurrent": 256}], "gateway": {"port": gw_port}}
         (tmp / "tiers.yaml").write_text(yaml.safe_dump(config))
-        tierwise = [sys.executable, "-m", "tierwise", "serve", "-c", str(tmp / "tiers.yaml"),
-                    "--log-level", "warning", "--no-access-log"]
-        owned(start_process(tierwise, f"http://127.0.0.1:{gw_port}/healthz"))
-        targets["tierwise"] = (f"http://127.0.0.1:{gw_port}/v1/chat/completions", "tiny", {})
+        gateway = started([sys.executable, "-m", "tierwise", "serve", "-c", str(tmp / "tiers.yaml"),
+                           "--log-level", "warning", "--no-access-log"], f"http://127.0.0.1:{gw_port}/healthz")
+        targets.append(Target("tierwise", f"http://127.0.0.1:{gw_port}/v1/chat/completions", "tiny", {}, gateway))
         if args.litellm:
+            ll_port = free_port()
             ll_config = {"model_list": [{"model_name": "tiny", "litellm_params": {
                 "model": "openai/stub", "api_base": stub, "api_key": "sk-none"}}]}
             (tmp / "litellm.yaml").write_text(yaml.safe_dump(ll_config))
             env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_MASTER_KEY": "sk-bench",
                    "LITELLM_LOG": "ERROR"}
-            owned(start_process([args.litellm, "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1",
-                         "--port", str(ll_port)], f"http://127.0.0.1:{ll_port}/health/liveliness",
-                        timeout_s=180, env=env))
-            targets["litellm"] = (f"http://127.0.0.1:{ll_port}/v1/chat/completions", "tiny",
-                                  {"Authorization": "Bearer sk-bench"})
+            litellm = started([args.litellm, "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1",
+                               "--port", str(ll_port)], f"http://127.0.0.1:{ll_port}/health/liveliness",
+                              timeout_s=180, env=env)
+            targets.append(Target("litellm", f"http://127.0.0.1:{ll_port}/v1/chat/completions", "tiny",
+                                  {"Authorization": "Bearer sk-bench"}, litellm))
         else:
-            print("LiteLLM not found (--litellm PATH): comparing with direct calls only")
-        report(asyncio.run(measure_all(targets, args.concurrency, args.duration)))
+            print("LiteLLM not found (--litellm PATH): not compared")
+        print(f"load average before the run: {os.getloadavg()[0]:.2f}")
+        runs = asyncio.run(measure_all(targets, args))
+    report(runs)
 
 
-async def measure_all(targets, concurrencies, duration):
-    runs: dict[tuple[str, int], Run] = {}
-    for concurrency in concurrencies:
-        for name, (url, model, headers) in targets.items():
-            runs[(name, concurrency)] = await load(
-                url, concurrency=concurrency, duration_s=duration, model=model, headers=headers)
+async def measure_all(targets: list[Target], args: argparse.Namespace) -> list[Run]:
+    runs = []
+    for mode in args.mode:
+        max_tokens = 2 * args.pieces if mode == "stream" else 8
+        for concurrency in args.concurrency:
+            for target in targets:
+                runs.append(await load(target, mode=mode, concurrency=concurrency, duration_s=args.duration,
+                                       max_tokens=max_tokens))
     return runs
 
 
-def report(runs: dict[tuple[str, int], Run]) -> None:
-    print(f"{'target':10} {'conc':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} {'+p99 ms':>8} "
-          f"{'errors':>6}")
-    for (name, concurrency), run in runs.items():
-        direct = runs[("direct", concurrency)]
-        added50 = run.p(50) - direct.p(50)
-        added99 = run.p(99) - direct.p(99)
-        print(f"{name:10} {concurrency:>5} {run.rps:>9.0f} {run.p(50):>8.2f} {run.p(99):>8.2f} "
-              f"{added50:>8.2f} {added99:>8.2f} {run.errors:>6}")
-    for concurrency in sorted({c for _, c in runs}):
-        if ("litellm", concurrency) in runs:
-            ratio = runs[("tierwise", concurrency)].rps / runs[("litellm", concurrency)].rps
-            print(f"tierwise / litellm requests/s at {concurrency} clients: {ratio:.1f}x")
+def report(runs: list[Run]) -> None:
+    direct = {(r.mode, r.concurrency): r for r in runs if r.target == "direct"}
+    print(f"{'mode':6} {'target':9} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'+p50 ms':>8} "
+          f"{'+p99 ms':>8} {'cpu ms/req':>10} {'errors':>6}")
+    for run in runs:
+        base = direct[(run.mode, run.concurrency)]
+        cpu = f"{run.cpu_ms_per_request:.3f}" if run.cpu_ms_per_request is not None else "-"
+        print(f"{run.mode:6} {run.target:9} {run.concurrency:>5} {run.rps:>8.0f} {run.p(50):>8.2f} {run.p(99):>8.2f} "
+              f"{run.p(50) - base.p(50):>8.2f} {run.p(99) - base.p(99):>8.2f} {cpu:>10} {run.errors:>6}")
+    by_key = {(r.target, r.mode, r.concurrency): r for r in runs}
+    for (target, mode, concurrency), run in by_key.items():
+        for peer in ("nginx", "litellm"):
+            other = by_key.get((peer, mode, concurrency))
+            if target == "tierwise" and other is not None and other.rps:
+                print(f"{mode}: tierwise / {peer} requests/s at {concurrency} clients: {run.rps / other.rps:.2f}x")
 
 
 if __name__ == "__main__":

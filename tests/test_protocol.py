@@ -44,7 +44,8 @@ def test_request_keeps_unknown_fields_and_rejects_bad_ones():
     )
     assert req.model_dump(exclude_none=True)["repetition_penalty"] == 1.1
     assert req.last_user_text() == "hi"
-    for bad in ({"max_tokens": -1}, {"temperature": 3}, {"n": 2}, {"messages": []}, {"stop": list("abcde")}):
+    for bad in ({"max_tokens": -1}, {"temperature": 3}, {"n": 0}, {"n": 129}, {"messages": []},
+                {"stop": list("abcde")}):
         with pytest.raises(ValidationError):
             ChatCompletionRequest.model_validate(
                 {"model": "auto", "messages": [{"role": "user", "content": "x"}], **bad}

@@ -40,6 +40,11 @@ class CapabilitiesConfig(_Strict):
     response_format: bool | None = Field(None, description="json_object / json_schema response formats")
     images: bool | None = None
     context_length: int | None = Field(None, ge=1)
+    text_completion: bool | None = Field(None, description="legacy /v1/completions on a raw prompt")
+    choices: bool | None = Field(None, description="n > 1: several choices in one answer")
+    reasoning: bool | None = Field(
+        None, description="the model reasons: requests with reasoning_effort or thinking_token_budget may go here"
+    )
 
 
 class _TierBase(_Strict):
@@ -79,6 +84,9 @@ class LlamaCppTierConfig(_TierBase):
         "chatml-function-calling",
         description="llama-cpp-python chat handler for requests with tools (None: the tier has no tools)",
     )
+    embeddings: bool = Field(
+        False, description="serve /v1/embeddings from this model (mean-pooled; a second context per worker)"
+    )
 
 
 class _HTTPTierBase(_TierBase):
@@ -91,6 +99,9 @@ class _HTTPTierBase(_TierBase):
     max_answer_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="bytes read from the server per answer")
     max_answer_s: float = Field(600.0, gt=0, description="longest one answer may take, start to end")
     network_rtt_ms: float = Field(0.0, ge=0, description="added to measured speed for latency SLOs")
+    embedding_model: str | None = Field(
+        None, description="the server's embedding model: set, /v1/embeddings may be forwarded to this tier"
+    )
 
     @field_validator("dialect")
     @classmethod

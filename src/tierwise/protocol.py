@@ -13,10 +13,11 @@ import uuid
 from functools import cached_property
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 MAX_MESSAGES = 4096
 MAX_TOKENS_LIMIT = 1_000_000
+MAX_CHOICES = 128  # `n`, as OpenAI bounds it: each choice costs a whole generation on the tier
 
 
 class TextPart(BaseModel):
@@ -45,6 +46,68 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class TextCompletionRequest(BaseModel):
+    """`POST /v1/completions` body: a legacy text completion of one text prompt.
+
+    It is routed and policed as the chat request `as_chat()` makes of it (the prompt as one user turn: what is
+    scanned for personal data and what the router reads), and answered by the tier's `complete_text`. Refused
+    with a 400 (`refusal()`): token-id prompts and batches of prompts, `best_of` > 1, `suffix`, `echo` with
+    `logprobs` (prompt logprobs are not served). `echo` alone is done by the gateway.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str = Field(min_length=1, max_length=256)
+    prompt: str | list[Any]
+    max_tokens: int = Field(16, ge=1, le=MAX_TOKENS_LIMIT)  # OpenAI's default for this endpoint
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    n: int | None = Field(None, ge=1, le=MAX_CHOICES)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    logprobs: int | None = Field(None, ge=0, le=5)
+    echo: bool = False
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    suffix: str | None = None
+    best_of: int | None = Field(None, ge=1, le=MAX_CHOICES)
+
+    @property
+    def text(self) -> str:
+        """The prompt (valid only once `refusal()` found nothing to refuse)."""
+        return self.prompt if isinstance(self.prompt, str) else str(self.prompt[0])
+
+    @property
+    def wants_usage_chunk(self) -> bool:
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def refusal(self) -> tuple[str, str] | None:
+        """(param, why) for what this gateway does not serve, or None."""
+        prompt = self.prompt
+        if isinstance(prompt, list) and (not prompt or any(not isinstance(p, str) for p in prompt)):
+            return "prompt", "token-id prompts are not served (tiers tokenize differently); send the prompt as text"
+        if isinstance(prompt, list) and len(prompt) > 1:
+            return "prompt", f"one prompt per request, not {len(prompt)}; send one request per prompt"
+        if self.best_of is not None and self.best_of > 1:
+            return "best_of", "best_of > 1 is not served; use n to get several completions"
+        if self.suffix:
+            return "suffix", "suffix (insertion) is not served"
+        if self.echo and self.logprobs is not None:
+            return "logprobs", "logprobs with echo (the prompt's logprobs) are not served"
+        if isinstance(self.stop, list) and len(self.stop) > 4:
+            return "stop", "at most 4 stop sequences"
+        return None
+
+    def as_chat(self) -> ChatCompletionRequest:
+        """The chat request that routes and polices this one (its private `text_completion` is this request)."""
+        fields = self.model_dump(exclude_unset=True, exclude={"prompt", "echo", "suffix", "best_of", "logprobs"})
+        chat = ChatCompletionRequest.model_validate(
+            {**fields, "messages": [{"role": "user", "content": self.text}], "max_tokens": self.max_tokens}
+        )
+        chat._text_completion = self
+        return chat
+
+
 class ChatCompletionRequest(BaseModel):
     """`POST /v1/chat/completions` body."""
 
@@ -62,7 +125,14 @@ class ChatCompletionRequest(BaseModel):
     seed: int | None = None
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    n: int | None = Field(None, ge=1, le=1, description="tierwise serves one choice per request")
+    n: int | None = Field(None, ge=1, le=MAX_CHOICES, description="n > 1 only on tiers that serve several choices")
+    reasoning_effort: str | None = Field(None, min_length=1, max_length=32)
+    thinking_token_budget: int | None = Field(
+        None, ge=0, le=MAX_TOKENS_LIMIT, description="tierwise extension: the most tokens a reasoning model may think"
+    )
+    # Set when this chat request stands for a legacy text completion (routes/completions.py): routed and policed
+    # as this chat request, answered by the tier's text-completion method. Private: never sent or scanned.
+    _text_completion: TextCompletionRequest | None = PrivateAttr(None)
 
     @field_validator("stop")
     @classmethod
@@ -74,6 +144,20 @@ class ChatCompletionRequest(BaseModel):
     @property
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
+
+    @property
+    def text_completion(self) -> TextCompletionRequest | None:
+        """The legacy text completion this request stands for, if it does."""
+        return self._text_completion
+
+    @property
+    def choices_wanted(self) -> int:
+        return self.n or 1
+
+    @property
+    def wants_reasoning(self) -> bool:
+        """The client asks a model to reason: an effort other than "none", or a thinking budget above 0."""
+        return self.reasoning_effort not in (None, "none") or bool(self.thinking_token_budget)
 
     @property
     def stop_list(self) -> list[str]:
@@ -144,6 +228,10 @@ class ChatCompletionRequest(BaseModel):
 
 def new_completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+def new_text_completion_id() -> str:
+    return f"cmpl-{uuid.uuid4().hex}"
 
 
 def error_body(

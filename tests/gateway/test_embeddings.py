@@ -31,7 +31,7 @@ def test_the_sdk_gets_unit_vectors_that_put_similar_texts_close(gateway):
 
 
 @pytest.mark.parametrize(("fields", "error"), [
-    ({"model": "edge", "input": "x"}, openai.NotFoundError),
+    ({"model": "edge", "input": "x"}, openai.BadRequestError),  # a tier that does not embed
     ({"model": "auto", "input": [[1, 2, 3]]}, openai.BadRequestError),  # token arrays: not served
     ({"model": "auto", "input": ""}, openai.BadRequestError),
     ({"model": "auto", "input": "x", "dimensions": 128}, openai.BadRequestError),

@@ -272,3 +272,44 @@ def test_the_responses_and_embeddings_endpoints_answer_with_model_auto(gateway):
     pytest.importorskip("tokenizers")
     vectors = client.embeddings.create(model="auto", input=["What is 2 + 3?", "Add two and three."])
     assert len(vectors.data) == 2 and len(vectors.data[0].embedding) == 384
+
+
+@pytest.mark.parametrize("tier", ["device", "edge"])
+def test_a_text_completion_continues_the_raw_prompt_streamed_or_not(gateway, tier):
+    client = sdk(gateway)
+    raw = client.completions.with_raw_response.create(model=tier, prompt="The capital of France is", max_tokens=8,
+                                                      temperature=0)
+    whole = raw.parse()
+    assert raw.headers["x-tierwise-tier"] == tier and whole.model == SMOLLM2_NAME
+    assert whole.choices[0].text.strip().startswith("Paris")  # a continuation, not a chat turn's answer
+    assert whole.usage.completion_tokens <= 8
+    chunks = list(client.completions.create(model=tier, prompt="The capital of France is", max_tokens=8,
+                                            temperature=0, stream=True, stream_options={"include_usage": True}))
+    assert "".join(c.choices[0].text for c in chunks if c.choices) == whole.choices[0].text
+    assert chunks[-1].usage.completion_tokens >= 1 and chunks[-1].model_extra["tierwise"]["request_id"]
+
+
+def test_auto_serves_text_completions_and_a_closed_text_stream_frees_the_device(gateway):
+    client = sdk(gateway)
+    echoed = client.completions.create(model="auto", prompt="One, two, three,", max_tokens=6, temperature=0,
+                                       echo=True)
+    assert echoed.choices[0].text.startswith("One, two, three, four")
+    stream = client.completions.create(model="device", prompt=LONG[0]["content"], max_tokens=400, stream=True)
+    for i, _ in enumerate(stream):
+        if i == 3:
+            break
+    stream.close()
+    wait_until_idle(gateway, "device")
+
+
+def test_what_no_tier_here_can_do_is_a_400_naming_the_capability(gateway):
+    client = sdk(gateway)
+    for model in ("auto", "edge", "device"):
+        with pytest.raises(openai.BadRequestError) as several:
+            client.chat.completions.create(model=model, messages=SUM, n=2, max_tokens=4)
+        assert several.value.code == "unsupported_capability" and "n=2" in several.value.message
+        with pytest.raises(openai.BadRequestError) as reasoning:
+            client.chat.completions.create(model=model, messages=SUM, reasoning_effort="high", max_tokens=4)
+        assert reasoning.value.code == "unsupported_capability" and "reasoning" in reasoning.value.message
+    # asking a model *not* to reason is something every tier can honour
+    assert client.chat.completions.create(model="auto", messages=SUM, reasoning_effort="none", max_tokens=4).choices

@@ -3,6 +3,7 @@ tierwise starts and stops with itself, and a clean exit on SIGTERM."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import signal
 import subprocess
@@ -64,6 +65,14 @@ def test_serve_without_a_config_answers_from_real_models_and_stops_cleanly():
         edge = client.chat.completions.create(
             model="edge", messages=[{"role": "user", "content": "What is 2 + 3?"}], temperature=0, max_tokens=16)
         assert "5" in edge.choices[0].message.content
+        # the rest of the OpenAI surface a fresh install serves, with model="auto"
+        text = client.completions.create(model="auto", prompt="The capital of France is", max_tokens=4,
+                                         temperature=0)
+        assert "Paris" in text.choices[0].text
+        reply = client.responses.create(model="auto", input="What is 2 + 3?", temperature=0, max_output_tokens=16)
+        assert "5" in reply.output_text
+        if importlib.util.find_spec("tokenizers") is not None:  # the local embedding model (the router extra)
+            assert len(client.embeddings.create(model="auto", input="hello").data[0].embedding) == 384
         client.close()
         huge = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Padding": "a" * 200_000})
         assert huge.status_code == 431  # the served gateway bounds request heads (gateway.connections)

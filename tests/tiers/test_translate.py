@@ -5,9 +5,16 @@ from __future__ import annotations
 import pytest
 
 from tierwise.errors import ConfigError
-from tierwise.protocol import ChatCompletionRequest
+from tierwise.protocol import ChatCompletionRequest, TextCompletionRequest
 from tierwise.tiers.base import TierRejected
-from tierwise.tiers.translate import DIALECTS, dialect_named, http_payload, llama_cpp_arguments
+from tierwise.tiers.translate import (
+    DIALECTS,
+    dialect_named,
+    http_payload,
+    llama_cpp_arguments,
+    llama_cpp_text_arguments,
+    text_payload,
+)
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
 
@@ -108,3 +115,52 @@ def test_llama_cpp_arguments_reject_what_the_tool_handler_cannot_honour():
 def test_an_unknown_dialect_names_the_known_ones():
     with pytest.raises(ConfigError, match="llama_cpp"):
         dialect_named("llamacpp")
+
+
+# ---- reasoning models ------------------------------------------------------------------------------------------
+
+
+def test_reasoning_effort_and_a_thinking_budget_in_each_dialects_terms():
+    asked = _request(reasoning_effort="high", thinking_token_budget=512)
+    openai = http_payload(asked, DIALECTS["openai"], model="m")
+    assert openai["reasoning_effort"] == "high" and "thinking_token_budget" not in openai  # OpenAI has no budget
+    assert "chat_template_kwargs" not in openai
+    vllm = http_payload(asked, DIALECTS["vllm"], model="m")
+    assert vllm["reasoning_effort"] == "high" and vllm["thinking_token_budget"] == 512  # vLLM's hard cap
+    assert vllm["chat_template_kwargs"] == {"thinking_budget": 512}  # SGLang's / Qwen3's template variable
+    llama = http_payload(asked, DIALECTS["llama_cpp"], model="m")
+    assert {"reasoning_effort", "thinking_token_budget", "chat_template_kwargs"} & llama.keys() == set()
+
+
+def test_effort_none_switches_a_hybrid_models_thinking_off_unless_the_client_said_otherwise():
+    off = http_payload(_request(reasoning_effort="none"), DIALECTS["vllm"], model="m")
+    assert off["chat_template_kwargs"] == {"enable_thinking": False} and off["reasoning_effort"] == "none"
+    kept = http_payload(_request(reasoning_effort="none", chat_template_kwargs={"enable_thinking": True, "x": 1}),
+                        DIALECTS["vllm"], model="m")
+    assert kept["chat_template_kwargs"] == {"enable_thinking": True, "x": 1}
+    assert "chat_template_kwargs" not in http_payload(_request(), DIALECTS["vllm"], model="m")
+
+
+def test_the_device_tier_never_sees_reasoning_fields():
+    arguments = llama_cpp_arguments(_request(reasoning_effort="low", thinking_token_budget=10))
+    assert {"reasoning_effort", "thinking_token_budget"} & arguments.keys() == set()
+
+
+# ---- text completions ------------------------------------------------------------------------------------------
+
+
+def test_a_text_payload_sends_the_prompt_as_one_string_and_leaves_echo_to_the_gateway():
+    request = TextCompletionRequest.model_validate(
+        {"model": "auto", "prompt": ["Once upon"], "echo": True, "n": 2, "logprobs": 1, "repetition_penalty": 1.1,
+         "stream": True})
+    payload = text_payload(request, DIALECTS["vllm"], model="m")
+    assert payload["prompt"] == "Once upon" and payload["model"] == "m" and payload["max_tokens"] == 16
+    assert payload["n"] == 2 and payload["logprobs"] == 1 and payload["repetition_penalty"] == 1.1
+    assert "echo" not in payload and payload["stream_options"] == {"include_usage": True}
+
+
+def test_llama_cpp_text_arguments_use_openais_sampling_defaults():
+    request = TextCompletionRequest.model_validate({"model": "auto", "prompt": "Hi", "stop": "\n", "seed": 3})
+    arguments = llama_cpp_text_arguments(request)
+    assert arguments == {"prompt": "Hi", "max_tokens": 16, "temperature": 1.0, "top_p": 1.0, "stop": ["\n"],
+                         "stream": True, "seed": 3}

@@ -21,7 +21,7 @@ from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.limits import BodySizeLimit
 from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.gateway.request_id import RequestIdMiddleware
-from tierwise.gateway.routes import chat, embeddings, health, metrics, models, responses
+from tierwise.gateway.routes import chat, completions, embeddings, health, metrics, models, responses
 from tierwise.gateway.service import ChatService
 from tierwise.gateway.state import GatewayState
 from tierwise.routing.budget import BudgetLedger
@@ -79,7 +79,7 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
         else default_allowed_hosts(keyed=keyed, listen_host=settings.gateway.host),
     )
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so even refusals carry the id
-    for module in (chat, responses, embeddings, models, health, metrics):
+    for module in (chat, completions, responses, embeddings, models, health, metrics):
         app.include_router(module.router)
     return app
 

@@ -136,7 +136,7 @@ class Dispatcher:
         slot = await self._acquire(name)
         self.health[name].in_flight += 1
         started = time.perf_counter()
-        stream = tier.generate(request)
+        stream = tier.answer(request)  # a text completion's stream when the request stands for one
         if tier.config.think_tags:
             stream = split_think_tags(stream)
         try:

@@ -5,6 +5,7 @@
                 but the policies that bind pinned requests (personal data, budget, capability) still do
     complete    non-streaming: dispatch with failover (even mid-answer: nothing has reached the client), the
                 cascade's check and escalation, charging
+    collect     the same without the cascade, folding the chunks with any `AnswerFold` (legacy text completions)
     stream      streaming: dispatch with failover until the first chunk, then a `ChatStream` committed to that
                 tier, which charges when it ends
 
@@ -14,8 +15,9 @@ Everything decided travels in one `RequestTrace`; the route handlers only parse 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from tierwise.errors import ModelNotFound, TierwiseError
 from tierwise.gateway.cascade import plan_escalation
@@ -28,10 +30,22 @@ from tierwise.request_context import current_request_id
 from tierwise.routing.pii import pii_kinds_found
 from tierwise.routing.policy import apply_policies
 from tierwise.routing.router import RouteRequest
+from tierwise.tiers.base import Chunk
 
 # Above this many characters the personal-data scan (≈ 0.3–1 µs a character) runs in a thread: the event loop
 # then keeps serving other streams between the scan's GIL slices instead of stalling for the whole scan.
 SCAN_IN_THREAD_CHARS = 32 * 1024
+
+
+class AnswerFold(Protocol):
+    """Folds a tier's chunks into one answer (`CompletionBuilder` for chat); `usage` is the tier's count."""
+
+    usage: dict[str, Any] | None
+
+    def add(self, chunk: Chunk) -> None: ...
+
+
+Fold = TypeVar("Fold", bound=AnswerFold)
 
 
 @dataclass
@@ -86,23 +100,32 @@ class ChatService:
         choice = state.router.decide(request, outcome.allowed)
         return RoutePlan(choice.order, outcome, choice)
 
-    async def complete(self, chat: ChatCompletionRequest, api_key: str | None) -> Completion:
+    async def collect(
+        self, chat: ChatCompletionRequest, api_key: str | None, fold: Callable[[], Fold]
+    ) -> tuple[Fold, RequestTrace]:
+        """Non-streaming, without the cascade: the whole answer folded by `fold()`, charged, and its trace."""
         trace = RequestTrace(current_request_id(), await self.plan(chat, api_key))
-        served, builder = await self._collect(chat, trace.plan.order, trace)
-        completion_id = new_completion_id()
-        body = builder.build(completion_id=completion_id, model=served.tier.model_name)
+        served, answer = await self._collect(chat, trace.plan.order, trace, fold)
         trace.tier = served.tier
-        self._charge(trace, served.tier.name, builder.usage, api_key)
-        escalation = plan_escalation(self.state, chat, trace.plan, served.tier.name, body)
+        self._charge(trace, served.tier.name, answer.usage, api_key)
+        return answer, trace
+
+    async def complete(self, chat: ChatCompletionRequest, api_key: str | None) -> Completion:
+        builder, trace = await self.collect(chat, api_key, CompletionBuilder)
+        assert trace.tier is not None
+        served_tier = trace.tier
+        completion_id = new_completion_id()
+        body = builder.build(completion_id=completion_id, model=served_tier.model_name)
+        escalation = plan_escalation(self.state, chat, trace.plan, served_tier.name, body)
         trace.escalation = escalation
         if escalation is not None and escalation.target is not None:
             try:
-                up, up_builder = await self._collect(chat, [escalation.target], trace)
+                up, up_builder = await self._collect(chat, [escalation.target], trace, CompletionBuilder)
             except TierwiseError as err:  # the first answer is still an answer: keep it, say what happened
                 escalation.error = f"escalation to {escalation.target!r} failed: {err.message}"
             else:
                 body = up_builder.build(completion_id=completion_id, model=up.tier.model_name)
-                trace.escalated_from, trace.tier = served.tier.name, up.tier
+                trace.escalated_from, trace.tier = served_tier.name, up.tier
                 self._charge(trace, up.tier.name, up_builder.usage, api_key)
         if escalation is not None:
             self.state.metrics.cascade_checks.labels(escalation.checked, escalation.result).inc()
@@ -119,20 +142,20 @@ class ChatService:
                           charge=lambda usage: self._charge(trace, served.tier.name, usage, api_key))
 
     async def _collect(
-        self, chat: ChatCompletionRequest, order: list[str], trace: RequestTrace
-    ) -> tuple[Served, CompletionBuilder]:
+        self, chat: ChatCompletionRequest, order: list[str], trace: RequestTrace, fold: Callable[[], Fold]
+    ) -> tuple[Served, Fold]:
         """Non-streaming: nothing has reached the client yet, so even a mid-answer failure may move on."""
         plan = trace.plan
         while True:
             served = await self.state.dispatcher.open(
                 chat, order, trace.attempts, skip_down=not plan.pinned, excluded=plan.excluded
             )
-            builder = CompletionBuilder()
-            builder.add(served.first)
+            answer = fold()
+            answer.add(served.first)
             try:
                 async for chunk in served.rest:
-                    builder.add(chunk)
-                return served, builder
+                    answer.add(chunk)
+                return served, answer
             except TierwiseError as err:
                 order = order[order.index(served.tier.name) + 1 :]
                 if not order:

@@ -6,6 +6,7 @@ It records what it receives, so a test can check what reached it (e.g. that no p
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -68,20 +69,85 @@ def create_stub_app(behavior: StubBehavior | None = None, *, model: str = "stub-
                 return Response(b"{this is not json", media_type="application/json")
             if behavior.mode == "no_choices":
                 return JSONResponse({"id": "x", "object": "chat.completion", "unexpected": True})
-            return JSONResponse(_completion(behavior, model, _pieces_for(behavior, body)))
+            return JSONResponse(_completion(behavior, model, _pieces_for(behavior, body), n=int(body.get("n") or 1)))
         return StreamingResponse(_events(behavior, model, body), media_type="text/event-stream")
 
-    return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"])])
+    async def completions(request: Request) -> Response:
+        """Legacy text completions: the same pieces (and failure modes) as chat, as `text` chunks."""
+        body = await request.json()
+        if behavior.record:
+            behavior.received.append(body)
+        if behavior.fail_first > 0:
+            behavior.fail_first -= 1
+            return JSONResponse({"error": {"message": "stub: temporary failure", "type": "server_error"}}, 500)
+        if behavior.mode == "error_status":
+            return JSONResponse({"error": {"message": "stub: failing on purpose", "type": "x"}}, behavior.status)
+        pieces = behavior.pieces
+        if not body.get("stream"):
+            return JSONResponse(_text_completion(model, pieces, n=int(body.get("n") or 1)))
+        return StreamingResponse(_text_events(behavior, model, body), media_type="text/event-stream")
+
+    async def embeddings(request: Request) -> Response:
+        """Vectors of `dimensions` (default 8) numbers made from each text's hash: the same text, the same vector."""
+        body = await request.json()
+        if behavior.record:
+            behavior.received.append(body)
+        if behavior.mode == "error_status":
+            return JSONResponse({"error": {"message": "stub: failing on purpose", "type": "x"}}, behavior.status)
+        texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        size = int(body.get("dimensions") or 8)
+        data = [{"object": "embedding", "index": i, "embedding": stub_vector(t, size)} for i, t in enumerate(texts)]
+        tokens = sum(len(t.split()) for t in texts)
+        return JSONResponse({"object": "list", "data": data, "model": body.get("model"),
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    return Starlette(routes=[Route("/v1/models", models), Route("/v1/chat/completions", chat, methods=["POST"]),
+                             Route("/v1/completions", completions, methods=["POST"]),
+                             Route("/v1/embeddings", embeddings, methods=["POST"])])
 
 
-def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+def stub_vector(text: str, size: int) -> list[float]:
+    """The stub's embedding of `text`: deterministic, so a test can check which text a vector belongs to."""
+    digest = hashlib.sha256(text.encode()).digest()
+    return [(digest[i % len(digest)] - 128) / 128 for i in range(size)]
+
+
+def _chunk(model: str, delta: dict[str, Any], finish: str | None = None, *, index: int = 0) -> dict[str, Any]:
     return {
         "id": "chatcmpl-stub",
         "object": "chat.completion.chunk",
         "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
     }
+
+
+def _text_chunk(model: str, text: str, finish: str | None = None, *, index: int = 0) -> dict[str, Any]:
+    return {"id": "cmpl-stub", "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": index, "text": text, "logprobs": None, "finish_reason": finish}]}
+
+
+async def _text_events(behavior: StubBehavior, model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
+    n = int(body.get("n") or 1)
+    for i, piece in enumerate(behavior.pieces):
+        if behavior.mode == "break" and i == behavior.after_pieces:
+            return
+        for index in range(n):
+            yield _sse(_text_chunk(model, piece, index=index))
+    for index in range(n):
+        yield _sse(_text_chunk(model, "", "stop", index=index))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        done = n * len(behavior.pieces)
+        yield _sse({**_text_chunk(model, ""), "choices": [],
+                    "usage": {"prompt_tokens": 7, "completion_tokens": done, "total_tokens": 7 + done}})
+    yield _sse("[DONE]")
+
+
+def _text_completion(model: str, pieces: list[str], *, n: int) -> dict[str, Any]:
+    choices = [{"index": i, "text": "".join(pieces), "logprobs": None, "finish_reason": "stop"} for i in range(n)]
+    done = n * len(pieces)
+    return {"id": "cmpl-stub", "object": "text_completion", "created": int(time.time()), "model": model,
+            "choices": choices, "usage": {"prompt_tokens": 7, "completion_tokens": done, "total_tokens": 7 + done}}
 
 
 def _sse(data: Any) -> bytes:
@@ -105,7 +171,9 @@ async def _events(behavior: StubBehavior, model: str, body: dict[str, Any]) -> A
 
 
 async def _answer_events(behavior: StubBehavior, model: str, body: dict[str, Any]) -> AsyncIterator[bytes]:
-    yield _sse(_chunk(model, {"role": "assistant", "content": ""}))
+    choices = range(int(body.get("n") or 1))  # `n` choices, interleaved piece by piece as vLLM sends them
+    for index in choices:
+        yield _sse(_chunk(model, {"role": "assistant", "content": ""}, index=index))
     pieces = _pieces_for(behavior, body)
     for i, piece in enumerate(pieces):
         if behavior.mode in {"stall", "break", "error_event"} and i == behavior.after_pieces:
@@ -116,10 +184,12 @@ async def _answer_events(behavior: StubBehavior, model: str, body: dict[str, Any
             return  # "break": the connection ends without [DONE]
         if behavior.token_delay_s:
             await asyncio.sleep(behavior.token_delay_s)
-        yield _sse(_chunk(model, {"content": piece, **behavior.extra_delta}))
-    yield _sse(_chunk(model, {}, "stop"))
+        for index in choices:
+            yield _sse(_chunk(model, {"content": piece, **behavior.extra_delta}, index=index))
+    for index in choices:
+        yield _sse(_chunk(model, {}, "stop", index=index))
     if (body.get("stream_options") or {}).get("include_usage"):
-        n = len(pieces)
+        n = len(pieces) * len(choices)
         usage = {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n}
         yield _sse({**_chunk(model, {}), "choices": [], "usage": usage})
     yield _sse("[DONE]")
@@ -132,25 +202,17 @@ def _pieces_for(behavior: StubBehavior, body: dict[str, Any]) -> list[str]:
     return [behavior.replies[last]] if last is not None and last in behavior.replies else behavior.pieces
 
 
-def _completion(behavior: StubBehavior, model: str, pieces: list[str]) -> dict[str, Any]:
-    n = len(pieces)
+def _completion(behavior: StubBehavior, model: str, pieces: list[str], *, n: int = 1) -> dict[str, Any]:
+    message = {"role": "assistant", "content": "".join(pieces),
+               **{key: value * len(pieces) for key, value in behavior.extra_delta.items()}}
+    done = len(pieces) * n
     return {
         "id": "chatcmpl-stub",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {
-                    "role": "assistant",
-                    "content": "".join(pieces),
-                    **{key: value * n for key, value in behavior.extra_delta.items()},
-                },
-                "finish_reason": "stop",
-            }
-        ],
-        "usage": {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n},
+        "choices": [{"index": index, "message": message, "finish_reason": "stop"} for index in range(n)],
+        "usage": {"prompt_tokens": 7, "completion_tokens": done, "total_tokens": 7 + done},
     }
 
 

@@ -21,14 +21,14 @@ from tierwise.tiers.capabilities import Capabilities
 
 if TYPE_CHECKING:
     from tierwise.config import CostConfig, TierConfig
-    from tierwise.protocol import ChatCompletionRequest
+    from tierwise.protocol import ChatCompletionRequest, TextCompletionRequest
 
 __all__ = [
     "Chunk", "Tier", "TierBusy", "TierHealth", "TierRateLimited", "TierRejected", "TierRequestFailed",
     "TierStreamBroken", "TierUnavailable",
 ]
 
-Chunk = dict[str, Any]  # one chat.completion.chunk in the OpenAI wire format
+Chunk = dict[str, Any]  # one chat.completion.chunk (or, from `complete_text`, text_completion) in the wire format
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,28 @@ class Tier(ABC):
         answer broke off after chunks were yielded, `TierRejected` if the backend refused the request itself.
         A final chunk with empty `choices` and a `usage` object reports token counts when known.
         """
+
+    async def complete_text(self, request: TextCompletionRequest) -> AsyncIterator[Chunk]:
+        """Stream a legacy text completion of `request.prompt` (no chat template) as `text_completion` chunks
+        (`choices[i].text`), ending with a chunk with empty `choices` and `usage`; raises as `generate` does.
+        Only called on tiers whose capabilities include `text_completion`."""
+        raise TierRejected(f"tier {self.name!r} does not serve text completions", status=400)
+        yield {}  # pragma: no cover - makes this an async generator: it raises on the first chunk, like a tier
+
+    def answer(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
+        """What the dispatcher streams for `request`: the text completion it stands for, or the chat answer."""
+        text = request.text_completion
+        return self.complete_text(text) if text is not None else self.generate(request)
+
+    async def embed(self, texts: list[str], *, dimensions: int | None = None) -> tuple[list[list[float]], int]:
+        """Embedding vectors for `texts`, and the prompt tokens they cost. Only called on tiers that embed
+        (`embedding_model` set); raises `TierUnavailable` / `TierRejected` like `generate`."""
+        raise TierRejected(f"tier {self.name!r} does not embed", status=400)
+
+    @property
+    def embedding_model(self) -> str | None:
+        """The model this tier embeds with; None: `/v1/embeddings` is never forwarded to it."""
+        return None
 
     @abstractmethod
     async def health(self) -> TierHealth:

@@ -22,12 +22,18 @@ TEMPLATE_TOKENS_PER_MESSAGE = 8
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a tier can honour. `context_length` None: unknown (not checked)."""
+    """What a tier can honour. `context_length` None: unknown (not checked).
+
+    `text_completion`: legacy `/v1/completions` on a raw prompt; `choices`: `n` > 1; `reasoning`: the model
+    reasons and its backend takes `reasoning_effort` / a thinking budget (tiers/translate.py maps them)."""
 
     tools: bool = True
     response_format: bool = True  # json_object and json_schema
     images: bool = False
     context_length: int | None = None
+    text_completion: bool = False
+    choices: bool = False
+    reasoning: bool = False
 
     def missing_for(self, request: ChatCompletionRequest) -> list[str]:
         """The capabilities `request` needs that this tier lacks, named as clients know them."""
@@ -38,6 +44,12 @@ class Capabilities:
             missing.append(f"response_format {request.response_format_type}")
         if request.has_media and not self.images:
             missing.append("images")
+        if request.text_completion is not None and not self.text_completion:
+            missing.append("text completions (/v1/completions)")
+        if request.choices_wanted > 1 and not self.choices:
+            missing.append(f"n={request.choices_wanted} (several choices)")
+        if request.wants_reasoning and not self.reasoning:
+            missing.append("reasoning (reasoning_effort, thinking_token_budget)")
         if self.context_length is not None:
             needed = estimated_prompt_tokens(request) + (request.token_limit or 1)
             if needed > self.context_length:

@@ -23,19 +23,20 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tierwise.errors import ConfigError, WorkerFailed
-from tierwise.protocol import new_completion_id
-from tierwise.tiers.base import Chunk, Tier, TierHealth, TierStreamBroken, TierUnavailable
+from tierwise.protocol import new_completion_id, new_text_completion_id
+from tierwise.tiers.base import Chunk, Tier, TierHealth, TierRejected, TierStreamBroken, TierUnavailable
 from tierwise.tiers.capabilities import Capabilities
+from tierwise.tiers.http_answer import embeddings_from
 from tierwise.tiers.llama_process import Exited, WorkerProcess
 from tierwise.tiers.llama_worker import Done, Piece, WorkerSettings
-from tierwise.tiers.translate import llama_cpp_arguments
+from tierwise.tiers.translate import llama_cpp_arguments, llama_cpp_text_arguments
 
 if TYPE_CHECKING:
     from tierwise.config import LlamaCppTierConfig
-    from tierwise.protocol import ChatCompletionRequest
+    from tierwise.protocol import ChatCompletionRequest, TextCompletionRequest
 
 log = logging.getLogger("tierwise.tiers")
 
@@ -67,8 +68,9 @@ class LlamaCppTier(Tier):
         return sorted(w.pid for w in self._live if w.pid is not None)
 
     def default_capabilities(self) -> Capabilities:
+        # One choice per request (llama-cpp-python has no `n`); no reasoning controls.
         return Capabilities(tools=self.config.tools_chat_format is not None, response_format=True, images=False,
-                            context_length=self.config.n_ctx)
+                            context_length=self.config.n_ctx, text_completion=True)
 
     async def start(self) -> None:
         path = self.config.model_path
@@ -176,18 +178,48 @@ class LlamaCppTier(Tier):
 
     async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
         arguments, chat_handler = self._arguments(request)
-        worker = await self._acquire()
-        job = worker.begin(next(self._request_ids), arguments, chat_handler)
         tool_calls = _ToolCallDeltas()
+        async for chunk in self._run(arguments, chat_handler, kind="chat"):
+            yield tool_calls.tidy(chunk) if chunk.get("choices") else chunk
+
+    async def complete_text(self, request: TextCompletionRequest) -> AsyncIterator[Chunk]:
+        """llama-cpp-python's `create_completion` on the raw prompt, in a worker like chat (cancelled per token)."""
+        async for chunk in self._run(llama_cpp_text_arguments(request), None, kind="text"):
+            yield chunk
+
+    @property
+    def embedding_model(self) -> str | None:
+        return self.model_name if self.config.embeddings else None
+
+    async def embed(self, texts: list[str], *, dimensions: int | None = None) -> tuple[list[list[float]], int]:
+        """Mean-pooled embeddings from the tier's model, in a worker (a second context, loaded on first use)."""
+        if dimensions is not None:
+            raise TierRejected(f"tier {self.name!r} embeds at its model's width; dimensions is not served", status=400)
+        answer: dict[str, Any] = {}
+        tokens = 0
+        async for chunk in self._run({"input": texts}, None, kind="embed"):
+            if "data" in chunk:
+                answer = chunk
+            elif chunk.get("usage"):
+                tokens = int(chunk["usage"]["prompt_tokens"])
+        return embeddings_from(self.name, answer, count=len(texts))[0], tokens
+
+    async def _run(self, arguments: dict[str, Any], chat_handler: str | None, *,
+                   kind: Literal["chat", "text", "embed"]) -> AsyncIterator[Chunk]:
+        """One request on an idle worker: its chunks, stamped with one id and the model's name, then usage."""
+        worker = await self._acquire()
+        job = worker.begin(next(self._request_ids), arguments, chat_handler, kind=kind)
         completion_id = ""
+        text = kind == "text"
+        new_id = new_text_completion_id if text else new_completion_id
         try:
             while True:
                 reply = await job.replies.get()
                 if isinstance(reply, Piece):
-                    completion_id = completion_id or reply.chunk.get("id") or new_completion_id()
-                    yield tool_calls.tidy({**reply.chunk, "id": completion_id, "model": self.model_name})
+                    completion_id = completion_id or reply.chunk.get("id") or new_id()
+                    yield {**reply.chunk, "id": completion_id, "model": self.model_name}
                 elif isinstance(reply, Done):
-                    yield self._usage_chunk(reply, completion_id or new_completion_id())
+                    yield self._usage_chunk(reply, completion_id or new_id(), text=text)
                     return
                 else:
                     why = f"its model worker died ({reply.describe()})" if isinstance(reply, Exited) else reply.message
@@ -204,10 +236,10 @@ class LlamaCppTier(Tier):
         handler = self.config.tools_chat_format if request.uses_tools else None
         return llama_cpp_arguments(request, tool_handler=handler, tier=self.name), handler
 
-    def _usage_chunk(self, done: Done, completion_id: str) -> Chunk:
+    def _usage_chunk(self, done: Done, completion_id: str, *, text: bool) -> Chunk:
         return {
             "id": completion_id,
-            "object": "chat.completion.chunk",
+            "object": "text_completion" if text else "chat.completion.chunk",
             "created": int(time.time()),
             "model": self.model_name,
             "choices": [],

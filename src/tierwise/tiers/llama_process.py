@@ -23,7 +23,7 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from tierwise.errors import WorkerFailed
 from tierwise.tiers.llama_worker import (
@@ -116,9 +116,10 @@ class WorkerProcess:
         self._reader = threading.Thread(target=self._read, name=f"{self.name}-reader", daemon=True)
         self._reader.start()
 
-    def begin(self, request_id: int, arguments: dict[str, Any], chat_handler: str | None) -> Job:
+    def begin(self, request_id: int, arguments: dict[str, Any], chat_handler: str | None, *,
+              kind: Literal["chat", "text", "embed"] = "chat") -> Job:
         self.job = Job(request_id, asyncio.Queue())
-        self._send(Generate(request_id, arguments, chat_handler))
+        self._send(Generate(request_id, arguments, chat_handler, kind=kind))
         return self.job
 
     def cancel(self, job: Job) -> None:

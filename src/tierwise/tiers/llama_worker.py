@@ -2,9 +2,11 @@
 
 This module owns the worker's side: its entry point (`serve`), loading the model, answering a request, the guard
 that runs around every sampled token, and the messages both sides send over the pipe (`WorkerSettings`,
-`Generate`, `Cancel`, `Close` down; `Ready`, `Piece`, `Done`, `Failed` up). The parent's handle on a worker is
-`WorkerProcess` in tiers/llama_process.py; this module never imports it, and imports nothing heavy at the top
-(llama_cpp is imported inside `_load`), so a spawned worker starts quickly.
+`Generate`, `Cancel`, `Close` down; `Ready`, `Piece`, `Done`, `Failed` up). A request (`Generate.kind`) is a chat
+completion or a legacy text completion, streamed either way, or embeddings, from a second context on the same file
+loaded on the first such request (mean-pooled; the weights are memory-mapped, so shared). The parent's handle on a
+worker is `WorkerProcess` in tiers/llama_process.py; this module never imports it, and imports nothing heavy at
+the top (llama_cpp is imported inside `_load`), so a spawned worker starts quickly.
 
 A crash inside llama.cpp (SIGSEGV, SIGILL on a CPU feature the build assumed, an abort) ends this process, not the
 gateway. The worker checks its pipe before every token it samples, so a `Cancel` stops a request within one
@@ -19,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -43,8 +45,10 @@ class WorkerSettings:
 @dataclass(frozen=True)
 class Generate:  # parent → worker
     request_id: int
-    arguments: dict[str, Any]  # for `create_chat_completion`, or for the chat handler named below
+    arguments: dict[str, Any]  # for `create_chat_completion`, the chat handler named below, or `create_completion`
     chat_handler: str | None = None
+    # "text": a legacy text completion of `arguments["prompt"]` (no chat template); "embed": `arguments["input"]`
+    kind: Literal["chat", "text", "embed"] = "chat"
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,7 @@ class Ready:  # worker → parent: the model is loaded
 
 
 @dataclass(frozen=True)
-class Piece:  # worker → parent: one chat.completion.chunk
+class Piece:  # worker → parent: one chat.completion.chunk (text_completion, or the whole embedding answer)
     request_id: int
     chunk: dict[str, Any]
 
@@ -129,16 +133,41 @@ def serve(conn: Connection, settings: WorkerSettings) -> None:
     except Exception as err:  # reported to the parent, which raises ConfigError from start()
         conn.send(Failed(None, f"{type(err).__name__}: {err}"))
         return
+    embedder: Llama | None = None
     try:
         conn.send(Ready())
         while True:
             message = conn.recv()
-            if isinstance(message, Close) or (isinstance(message, Generate) and not _answer(model, conn, message)):
+            if isinstance(message, Generate) and message.kind == "embed":
+                embedder = _embed(embedder, settings, conn, message)
+            elif isinstance(message, Close) or (isinstance(message, Generate) and not _answer(model, conn, message)):
                 return
     except (EOFError, OSError):  # the parent is gone: nobody to answer
         return
     finally:
         model.close()
+        if embedder is not None:
+            embedder.close()
+
+
+def _embed(embedder: Llama | None, settings: WorkerSettings, conn: Connection, job: Generate) -> Llama | None:
+    """Answer an embedding request (one call: not cancellable, bounded by its input); the embedding context is
+    loaded on first use and kept."""
+    try:
+        if embedder is None:
+            from llama_cpp import LLAMA_POOLING_TYPE_MEAN, Llama
+
+            # The whole input in one micro-batch: a pooled embedding is computed over the sequence at once.
+            embedder = Llama(model_path=settings.model_path, embedding=True, pooling_type=LLAMA_POOLING_TYPE_MEAN,
+                             n_ctx=settings.n_ctx, n_batch=settings.n_ctx, n_ubatch=settings.n_ctx,
+                             n_threads=settings.n_threads, n_gpu_layers=settings.n_gpu_layers, verbose=False)
+        answer = embedder.create_embedding(job.arguments["input"])
+    except Exception as err:  # an input over the context, or a model that cannot load as an embedder
+        conn.send(Failed(job.request_id, f"{type(err).__name__}: {err}"))
+        return embedder
+    conn.send(Piece(job.request_id, _to_plain(answer)))
+    conn.send(Done(job.request_id, int(answer["usage"]["prompt_tokens"]), 0))
+    return embedder
 
 
 def _load(settings: WorkerSettings) -> Llama:
@@ -174,7 +203,9 @@ def _answer(model: Llama, conn: Connection, job: Generate) -> bool:
     guard = _Guard(conn, job.request_id)
     model.guard = guard  # type: ignore[attr-defined]
     try:
-        for chunk in _chunks(model, dict(job.arguments), job.chat_handler, guard):
+        chunks = model.create_completion(**job.arguments) if job.kind == "text" else _chunks(
+            model, dict(job.arguments), job.chat_handler, guard)
+        for chunk in chunks:  # type: ignore[union-attr]
             conn.send(Piece(job.request_id, _to_plain(chunk)))
     except _Cancelled:
         pass  # the parent stopped listening; Done below still frees the slot

@@ -1,20 +1,21 @@
-"""A tier served by any OpenAI-compatible HTTP server (llama.cpp server, vLLM, SGLang, a provider API)."""
+"""A tier served by any OpenAI-compatible HTTP server (llama.cpp server, vLLM, SGLang, a provider API).
+
+Chat (`/chat/completions`), legacy text completions (`/completions`) and embeddings (`/embeddings`, with
+`embedding_model` set) share one POST path (`_stream`): retries before the first byte, the answer's bounds, and
+the mapping of statuses to tierwise's errors (tiers/http_answer.py reads the answers)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from tierwise.costs import estimated_tokens
 from tierwise.errors import (
-    TierBadResponse,
-    TierRateLimited,
     TierRejected,
     TierRequestFailed,
     TierStreamBroken,
@@ -26,18 +27,32 @@ from tierwise.errors import (
 from tierwise.request_context import current_request_id
 from tierwise.tiers.base import Chunk, Tier, TierHealth
 from tierwise.tiers.capabilities import Capabilities
-from tierwise.tiers.translate import Dialect, dialect_named, http_payload
+from tierwise.tiers.http_answer import (
+    AnswerBounds,
+    TierBadResponse,
+    WholeAnswer,
+    clean_upstream_message,
+    completion_to_chunk,
+    embeddings_from,
+    raise_for_status,
+    read_chunks,
+    text_completion_as_chunk,
+    upstream_message,
+)
+from tierwise.tiers.translate import Dialect, dialect_named, http_payload, text_payload
 from tierwise.tiers.upstream import UpstreamClient, UpstreamResponse
 from tierwise.tiers.usage import PromptOverhead
 
 if TYPE_CHECKING:
     from tierwise.config import OpenAITierConfig
-    from tierwise.protocol import ChatCompletionRequest
+    from tierwise.protocol import ChatCompletionRequest, TextCompletionRequest
+
+__all__ = ["OpenAIHTTPTier", "TierBadResponse", "clean_upstream_message"]
 
 log = logging.getLogger("tierwise.tiers")
 
 class OpenAIHTTPTier(Tier):
-    """Streams from `{base_url}/chat/completions`, passing unknown fields through unchanged."""
+    """Streams from `{base_url}/chat/completions` (and `/completions`), passing unknown fields through unchanged."""
 
     config: OpenAITierConfig
 
@@ -52,8 +67,10 @@ class OpenAIHTTPTier(Tier):
         return self.config.model
 
     def default_capabilities(self) -> Capabilities:
-        # A server in the llama.cpp dialect parses no tool calls: tools would be dropped, not refused.
-        return Capabilities(tools=self.dialect.name != "llama_cpp", images=self.dialect.name != "llama_cpp")
+        # A server in the llama.cpp dialect parses no tool calls (tools would be dropped, not refused) and answers
+        # one choice whatever `n` says; whether the model reasons is the config's to say.
+        full = self.dialect.name != "llama_cpp"
+        return Capabilities(tools=full, images=full, text_completion=True, choices=full)
 
     @property
     def base_url(self) -> str:
@@ -94,6 +111,48 @@ class OpenAIHTTPTier(Tier):
 
     async def generate(self, request: ChatCompletionRequest) -> AsyncIterator[Chunk]:
         content = _encode(self.name, http_payload(request, self.dialect, model=self.config.model))
+        content_chunks, usage_seen = 0, False
+        async for chunk in self._stream("chat/completions", content, whole=completion_to_chunk):
+            if chunk.get("usage"):
+                usage_seen = True
+                self._learn_overhead(request, chunk["usage"])
+            content_chunks += any((c.get("delta") or {}).get("content") for c in chunk["choices"])
+            yield chunk
+        if not usage_seen:  # e.g. llama.cpp's Python server ignores stream_options
+            yield self.prompt_overhead.usage_chunk(request, completion_tokens=content_chunks)
+
+    async def complete_text(self, request: TextCompletionRequest) -> AsyncIterator[Chunk]:
+        """`POST {base_url}/completions`, with the same retries, bounds and error mapping as chat."""
+        content = _encode(self.name, text_payload(request, self.dialect, model=self.config.model))
+        text_chunks, usage_seen = 0, False
+        async for chunk in self._stream("completions", content, whole=text_completion_as_chunk):
+            usage_seen = usage_seen or bool(chunk.get("usage"))
+            text_chunks += any(c.get("text") for c in chunk["choices"])
+            yield chunk
+        if not usage_seen:  # no template around a raw prompt: the text estimate is the whole estimate
+            prompt_tokens = round(estimated_tokens(request.text))
+            yield {"object": "text_completion", "choices": [], "usage": {
+                "prompt_tokens": prompt_tokens, "completion_tokens": text_chunks,
+                "total_tokens": prompt_tokens + text_chunks, "estimated": True}}
+
+    @property
+    def embedding_model(self) -> str | None:
+        return self.config.embedding_model
+
+    async def embed(self, texts: list[str], *, dimensions: int | None = None) -> tuple[list[list[float]], int]:
+        """`POST {base_url}/embeddings` with the configured `embedding_model`, floats asked for whatever the client
+        wants (the gateway encodes them), within `max_answer_bytes`/`max_answer_s`."""
+        payload: dict[str, Any] = {"model": self.config.embedding_model, "input": texts, "encoding_format": "float"}
+        if dimensions is not None:
+            payload["dimensions"] = dimensions
+        content = _encode(self.name, payload)
+        answers = [chunk async for chunk in self._stream("embeddings", content, whole=lambda _, body: body)]
+        vectors, tokens = embeddings_from(self.name, answers[0] if answers else {}, count=len(texts))
+        return vectors, tokens or round(sum(estimated_tokens(t) for t in texts))  # estimated when unreported
+
+    async def _stream(self, path: str, content: bytes, *, whole: WholeAnswer) -> AsyncIterator[Chunk]:
+        """POST `content` to `path` and yield the answer's chunks: retries (connect errors, 5xx) only before the
+        first byte, `TierUnavailable` before anything was yielded, `TierStreamBroken` after."""
         cfg = self.config
         headers = {"Content-Type": "application/json"}
         request_id = current_request_id()
@@ -102,24 +161,17 @@ class OpenAIHTTPTier(Tier):
         for attempt in range(cfg.retries + 1):
             yielded = False
             try:
-                async with self.client.stream("POST", "chat/completions", content=content, headers=headers) as response:
+                async with self.client.stream("POST", path, content=content, headers=headers) as response:
                     if response.status_code >= 500 and attempt < cfg.retries:
                         await asyncio.sleep(cfg.retry_backoff_s * 2**attempt)
                         continue
                     if response.status_code >= 500:
                         await self._raise_for_server_error(response)
-                    await _raise_for_status(self.name, response)
-                    content_chunks, usage_seen = 0, False
-                    bounds = _AnswerBounds(self.name, max_bytes=cfg.max_answer_bytes, max_seconds=cfg.max_answer_s)
-                    async for chunk in _read_chunks(self.name, response, bounds):
+                    await raise_for_status(self.name, response)
+                    bounds = AnswerBounds(self.name, max_bytes=cfg.max_answer_bytes, max_seconds=cfg.max_answer_s)
+                    async for chunk in read_chunks(self.name, response, bounds, whole=whole):
                         yielded = True
-                        if chunk.get("usage"):
-                            usage_seen = True
-                            self._learn_overhead(request, chunk["usage"])
-                        content_chunks += any((c.get("delta") or {}).get("content") for c in chunk["choices"])
                         yield chunk
-                if not usage_seen:  # e.g. llama.cpp's Python server ignores stream_options
-                    yield self.prompt_overhead.usage_chunk(request, completion_tokens=content_chunks)
                 return
             except UpstreamConnectFailed as err:  # nothing came back: worth another attempt
                 if yielded:
@@ -138,7 +190,6 @@ class OpenAIHTTPTier(Tier):
                     raise TierStreamBroken(f"tier {self.name!r}: {err}") from err
                 raise TierUnavailable(f"tier {self.name!r}: {err}") from err
 
-
     def _learn_overhead(self, request: ChatCompletionRequest, usage: dict[str, Any]) -> None:
         prompt_tokens = usage.get("prompt_tokens")
         if isinstance(prompt_tokens, int) and not usage.get("estimated"):
@@ -148,7 +199,7 @@ class OpenAIHTTPTier(Tier):
         """A 5xx after every retry. If the server still answers its health probe, the request itself broke it
         (llama.cpp's server answers 500 to requests it cannot handle): that does not count against the tier. If
         the probe fails too, the tier is in trouble. Either way another tier may serve."""
-        message = await _upstream_message(response)
+        message = await upstream_message(response)
         probe = await self.health()
         if probe.healthy:
             log.warning("tier %s answered %d to a request while healthy: %s", self.name, response.status_code, message)
@@ -175,163 +226,3 @@ def _encode(tier: str, payload: dict[str, Any]) -> bytes:
     except (ValueError, RecursionError, UnicodeEncodeError) as err:
         reason = "it is nested too deeply" if isinstance(err, RecursionError) else str(err)
         raise TierRejected(f"the request cannot be sent to tier {tier!r} as JSON: {reason}", status=400) from None
-
-
-# Upstream error texts may carry a traceback: file paths and code lines say nothing to a client and leak the
-# server's layout. What is kept is the text before the traceback, with any remaining file path elided.
-_TRACEBACK_START = re.compile(r'^\s*(Traceback \(most recent call last\)|File ")', re.MULTILINE)
-_FILE_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[/\\][\w.\-]+){2,}")
-_MAX_UPSTREAM_MESSAGE = 300
-
-
-async def _upstream_message(response: UpstreamResponse) -> str:
-    body = (await response.aread(limit=20_000)).decode("utf-8", "replace")
-    try:
-        message = str(json.loads(body)["error"]["message"])
-    except (ValueError, KeyError, TypeError):
-        message = body or response.reason_phrase
-    return clean_upstream_message(message)
-
-
-def clean_upstream_message(message: str) -> str:
-    """An upstream error message without its traceback or file paths, on one line, at most 300 characters."""
-    match = _TRACEBACK_START.search(message)
-    text = message[: match.start()] if match else message
-    text = " ".join(_FILE_PATH.sub("…", text).split()) or "no detail given"
-    return text if len(text) <= _MAX_UPSTREAM_MESSAGE else text[: _MAX_UPSTREAM_MESSAGE - 1] + "…"
-
-
-def _retry_after(response: UpstreamResponse) -> float | None:
-    """Retry-After in seconds (only the delta-seconds form; an HTTP date is rare from API servers)."""
-    try:
-        return max(0.0, float(response.headers.get("retry-after", "")))
-    except ValueError:
-        return None
-
-
-async def _raise_for_status(tier: str, response: UpstreamResponse) -> None:
-    if response.status_code == 200:
-        return
-    message = await _upstream_message(response)
-    detail = f"tier {tier!r} answered {response.status_code}: {message}"
-    # 429 and 5xx are the tier's trouble (another tier may serve); other 4xx are the request's.
-    if response.status_code == 429:
-        raise TierRateLimited(detail, retry_after_s=_retry_after(response))
-    if response.status_code >= 500:
-        raise TierUnavailable(detail)
-    raise TierRejected(detail, status=response.status_code)
-
-
-class _AnswerBounds:
-    """How much of one answer may still be read: bytes and wall time. A backend that never ends its body, or
-    trickles bytes forever (so that `read_timeout_s` never fires), is cut off here instead of growing the gateway."""
-
-    def __init__(self, tier: str, *, max_bytes: int, max_seconds: float) -> None:
-        self.tier = tier
-        self.bytes_left = max_bytes
-        self.max_bytes = max_bytes
-        self.max_seconds = max_seconds
-        self.deadline = time.monotonic() + max_seconds
-
-    def take(self, data: bytes) -> None:
-        self.bytes_left -= len(data)
-        if self.bytes_left < 0:
-            raise TierBadResponse(f"tier {self.tier!r} sent an answer over {self.max_bytes} bytes (max_answer_bytes)")
-        if time.monotonic() > self.deadline:
-            raise TierStreamBroken(f"tier {self.tier!r} took longer than {self.max_seconds:g} s (max_answer_s)")
-
-
-async def _bounded_body(response: UpstreamResponse, bounds: _AnswerBounds) -> bytes:
-    parts = []
-    async for data in response.aiter_bytes():
-        bounds.take(data)
-        parts.append(data)
-    return b"".join(parts)
-
-
-async def _bounded_lines(response: UpstreamResponse, bounds: _AnswerBounds) -> AsyncIterator[str]:
-    """The body's lines; a line is never longer than what the bounds still allow (a client library's own line
-    reader buffers a line without end for ever, or fails on long ones)."""
-    pending: list[bytes] = []  # the unfinished line, joined only once its end arrives
-    async for data in response.aiter_bytes():
-        bounds.take(data)
-        pending.append(data)
-        if b"\n" not in data:
-            continue
-        *lines, rest = b"".join(pending).split(b"\n")
-        pending = [rest] if rest else []
-        for line in lines:
-            yield line.rstrip(b"\r").decode("utf-8", "replace")
-    if pending:
-        yield b"".join(pending).decode("utf-8", "replace")
-
-
-async def _read_chunks(tier: str, response: UpstreamResponse, bounds: _AnswerBounds) -> AsyncIterator[Chunk]:
-    """Parse server-sent events, or a plain JSON completion from a server that ignored `stream`."""
-    content_type = response.headers.get("content-type", "")
-    if content_type.startswith("application/json"):
-        yield _completion_to_chunk(tier, _parse(tier, await _bounded_body(response, bounds)))
-        return
-    if not content_type.startswith("text/event-stream"):
-        raise TierBadResponse(f"tier {tier!r} answered 200 with {content_type or 'no content type'}, "
-                              "not JSON or an event stream")
-    finished = False
-    lines = _bounded_lines(response, bounds)
-    async for line in lines:
-        if not line.startswith("data:"):
-            continue  # blank separators, comments (": ping"), event names
-        data = line[5:].strip()
-        if data == "[DONE]":
-            if not finished:  # llama.cpp's server ends interrupted streams with [DONE] and no finish_reason
-                raise TierStreamBroken(f"tier {tier!r} ended its stream (with [DONE]) before finishing the answer")
-            await _drain(lines)
-            return
-        chunk = _parse(tier, data)
-        if "error" in chunk:
-            message = (chunk["error"] or {}).get("message", "unknown error")
-            raise TierStreamBroken(f"tier {tier!r} reported an error mid-stream: {message}")
-        if not isinstance(chunk.get("choices"), list):
-            raise TierBadResponse(f"tier {tier!r} sent a chunk without a 'choices' list")
-        finished = finished or any(c.get("finish_reason") for c in chunk["choices"])
-        yield chunk
-    if not finished:  # neither [DONE] nor a finish_reason: the answer was cut off
-        raise TierStreamBroken(f"tier {tier!r} ended its stream before finishing the answer")
-
-
-async def _drain(lines: AsyncIterator[str], *, max_lines: int = 8, timeout_s: float = 0.5) -> None:
-    """Read what little follows `[DONE]` (the end of the chunked body), so that the client returns the
-    connection to its pool; a response left unread is closed instead, and every request would open a new
-    connection. A server that keeps the body open after `[DONE]` costs at most `timeout_s`: the answer is
-    complete either way."""
-    with contextlib.suppress(UpstreamTransportError, TimeoutError):
-        async with asyncio.timeout(timeout_s):
-            async for _ in lines:
-                max_lines -= 1
-                if max_lines <= 0:
-                    return
-
-
-def _parse(tier: str, data: str | bytes) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except ValueError as err:
-        raise TierBadResponse(f"tier {tier!r} sent invalid JSON: {str(data)[:80]!r}") from err
-    if not isinstance(value, dict):
-        raise TierBadResponse(f"tier {tier!r} sent JSON that is not an object")
-    return value
-
-
-def _completion_to_chunk(tier: str, completion: dict[str, Any]) -> Chunk:
-    choices = completion.get("choices")
-    if not isinstance(choices, list):
-        raise TierBadResponse(f"tier {tier!r} sent a completion without a 'choices' list")
-    chunk_choices = [
-        {
-            "index": c.get("index", 0),
-            "delta": c.get("message") or {},
-            "finish_reason": c.get("finish_reason"),
-            **({"logprobs": c["logprobs"]} if c.get("logprobs") else {}),
-        }
-        for c in choices
-    ]
-    return {**completion, "object": "chat.completion.chunk", "choices": chunk_choices}

@@ -22,7 +22,7 @@ from tierwise.errors import ConfigError
 from tierwise.tiers.base import TierRejected
 
 if TYPE_CHECKING:
-    from tierwise.protocol import ChatCompletionRequest
+    from tierwise.protocol import ChatCompletionRequest, TextCompletionRequest
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,10 @@ class Dialect:
     - `null_content`: the server accepts `content: null` (an assistant turn that only calls tools); else "".
     - `stream_usage`: the server honours `stream_options.include_usage` (else the gateway estimates usage).
     - `request_id_uuid_only`: forward the client's `x-request-id` only when it is a UUID.
+    - `reasoning`: how `reasoning_effort` and `thinking_token_budget` are sent (`_reasoning_fields`): `effort`
+      (OpenAI: the effort as is, no budget field exists), `template` (vLLM and SGLang: the effort as is, the
+      budget as vLLM's `thinking_token_budget` and as the `thinking_budget` chat-template variable that SGLang
+      and Qwen3's template read, `enable_thinking: false` for effort "none"), or `none` (dropped).
     """
 
     name: str
@@ -44,19 +48,20 @@ class Dialect:
     null_content: bool = True
     stream_usage: bool = True
     request_id_uuid_only: bool = False  # the server refuses (400) an `x-request-id` that is not a UUID
+    reasoning: Literal["effort", "template", "none"] = "template"
 
 
 DIALECTS: dict[str, Dialect] = {
     d.name: d
     for d in (
         # OpenAI's own API: reasoning models refuse `max_tokens`, every model reads `max_completion_tokens`.
-        Dialect("openai", token_limit_field="max_completion_tokens"),
+        Dialect("openai", token_limit_field="max_completion_tokens", reasoning="effort"),
         # vLLM and SGLang read both limits; `max_tokens` is the one every version knows.
         Dialect("vllm"),
         # llama-cpp-python's server and llama.cpp's llama-server.
         # (its starlette-context plugin answers 400 to an x-request-id that is not a UUID)
         Dialect("llama_cpp", developer_role=False, json_schema="as_json_object", null_content=False,
-                stream_usage=False, request_id_uuid_only=True),
+                stream_usage=False, request_id_uuid_only=True, reasoning="none"),
     )
 }
 
@@ -81,7 +86,43 @@ def http_payload(request: ChatCompletionRequest, dialect: Dialect, *, model: str
         payload[dialect.token_limit_field] = request.token_limit
     if "response_format" in payload:
         payload["response_format"] = _response_format(payload["response_format"], dialect)
-    if request.stream:
+    _reasoning_fields(payload, dialect)
+    _stream_fields(payload, stream=request.stream)
+    return payload
+
+
+def text_payload(request: TextCompletionRequest, dialect: Dialect, *, model: str) -> dict[str, Any]:
+    """The JSON body for `POST /completions`: the prompt as one string, `max_tokens` (every server reads it on
+    this endpoint), unknown fields passed through; `echo` is left to the gateway, which does it for every tier."""
+    payload = request.model_dump(exclude_unset=True, exclude={"echo", "suffix", "best_of"})
+    payload["model"] = model
+    payload["prompt"] = request.text
+    payload["max_tokens"] = request.max_tokens
+    _stream_fields(payload, stream=request.stream)
+    return payload
+
+
+def _reasoning_fields(payload: dict[str, Any], dialect: Dialect) -> None:
+    effort = payload.pop("reasoning_effort", None)
+    budget = payload.pop("thinking_token_budget", None)
+    if dialect.reasoning == "none":
+        return
+    if effort is not None:
+        payload["reasoning_effort"] = effort
+    if dialect.reasoning == "effort":
+        return
+    template = dict(payload.get("chat_template_kwargs") or {})
+    if effort == "none":
+        template.setdefault("enable_thinking", False)
+    if budget is not None:
+        payload["thinking_token_budget"] = budget
+        template.setdefault("thinking_budget", budget)
+    if template:
+        payload["chat_template_kwargs"] = template
+
+
+def _stream_fields(payload: dict[str, Any], *, stream: bool) -> None:
+    if stream:
         payload["stream"] = True
         # Ask for usage in the last chunk: the gateway counts tokens and cost from it.
         payload["stream_options"] = {**payload.get("stream_options", {}), "include_usage": True}
@@ -90,7 +131,6 @@ def http_payload(request: ChatCompletionRequest, dialect: Dialect, *, model: str
         # and it arrives as a single chunk (a failure is then always "before the first chunk").
         payload["stream"] = False
         payload.pop("stream_options", None)
-    return payload
 
 
 # What `Llama.create_chat_completion` accepts beyond messages, under the same name as in the OpenAI API.
@@ -129,6 +169,25 @@ def llama_cpp_arguments(
     if tool_handler is None:
         return arguments  # the config claims the model's own template renders tools
     return _tool_arguments(arguments, tier=tier)
+
+
+# What `Llama.create_completion` accepts under the OpenAI name, beyond the prompt and the sampling defaults.
+_LLAMA_CPP_TEXT_PASSED = ("seed", "presence_penalty", "frequency_penalty", "logprobs")
+
+
+def llama_cpp_text_arguments(request: TextCompletionRequest) -> dict[str, Any]:
+    """Keyword arguments for llama-cpp-python's `Llama.create_completion` on the raw prompt (always streamed)."""
+    body = request.model_dump(exclude_unset=True)
+    arguments: dict[str, Any] = {
+        "prompt": request.text,
+        "max_tokens": request.max_tokens,
+        "temperature": 1.0 if request.temperature is None else request.temperature,  # OpenAI's defaults, as chat
+        "top_p": 1.0 if request.top_p is None else request.top_p,
+        "stop": [request.stop] if isinstance(request.stop, str) else list(request.stop or []),
+        "stream": True,
+    }
+    arguments.update({key: body[key] for key in _LLAMA_CPP_TEXT_PASSED if body.get(key) is not None})
+    return arguments
 
 
 def _message(message: dict[str, Any], dialect: Dialect) -> dict[str, Any]:

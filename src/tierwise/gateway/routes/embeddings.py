@@ -1,30 +1,54 @@
-"""`POST /v1/embeddings`: all-MiniLM-L6-v2 (384 dimensions), run on the gateway's own machine.
+"""`POST /v1/embeddings`: forwarded to a tier that embeds (an HTTP tier with `embedding_model`), else
+all-MiniLM-L6-v2 (384 dimensions) on the gateway's own machine.
 
-The model is the router's local one (numpy, from the `router` extra's files): an embedding request never leaves
-the device, so the personal-data policy has nothing to refuse. Inputs are strings (token arrays are refused with a
-400), at most `MAX_INPUTS` per request, each truncated to `MAX_TOKENS` word pieces as sentence-transformers does.
-Not served: forwarding to an HTTP tier's embedding model, `dimensions` other than 384.
+`model`: `auto` (the cheapest healthy tier that embeds and may see the texts, else the local model, also when
+those tiers fail), a tier's name (that tier only: 400 `unsupported_capability` if it does not embed), or
+`all-minilm-l6-v2` (the local model). Texts with personal data are never forwarded to a tier outside the
+`personal_data` setting's locations (403 when pinned to one; `auto` keeps them local); over the key's daily budget
+only tiers that cost nothing are used. A forwarded request is charged as its tier's input tokens.
+
+The local model is the router's (numpy, from the `router` extra's files). Inputs are strings (token arrays are
+refused with a 400), at most `MAX_INPUTS` per request; locally each is truncated to `MAX_TOKENS` word pieces as
+sentence-transformers does, and `dimensions` other than 384 are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 from typing import Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from tierwise.errors import EmbeddingModelMissing, EmbeddingsUnavailable, InvalidRequest, ModelNotFound
+from tierwise.errors import (
+    EmbeddingModelMissing,
+    EmbeddingsUnavailable,
+    InvalidRequest,
+    ModelNotFound,
+    PolicyRefused,
+    TierBusy,
+    TierRequestFailed,
+    TierUnavailable,
+    TierwiseError,
+)
+from tierwise.gateway.auth import api_key
 from tierwise.gateway.body import parse_body
 from tierwise.gateway.disconnect import cancel_on_disconnect
+from tierwise.gateway.service import SCAN_IN_THREAD_CHARS
+from tierwise.gateway.state import GatewayState
 from tierwise.routing.minilm import DIM
+from tierwise.routing.pii import pii_kinds_found
+from tierwise.routing.policy import PRIVATE_LOCATIONS
+from tierwise.tiers.base import Tier
 
 EMBEDDING_MODEL = "all-minilm-l6-v2"
 MAX_INPUTS = 256
 MAX_TOKENS = 256
+log = logging.getLogger("tierwise.gateway")
 router = APIRouter()
 
 
@@ -48,19 +72,85 @@ class EmbeddingRequest(BaseModel):
 
 
 @router.post("/v1/embeddings")
-async def embeddings(request: Request) -> JSONResponse:
-    request.app.state.tierwise.auth.key_of(request)
+async def embeddings(request: Request, key: str | None = Depends(api_key)) -> JSONResponse:
+    state: GatewayState = request.app.state.tierwise
     body = await parse_body(request, EmbeddingRequest)
-    if body.model not in {"auto", EMBEDDING_MODEL}:
-        raise ModelNotFound(f"model {body.model!r} does not embed; use {EMBEDDING_MODEL!r} or 'auto'", param="model")
-    if body.dimensions not in (None, DIM):
-        raise InvalidRequest(f"dimensions: {EMBEDDING_MODEL} has {DIM}, not {body.dimensions}", param="dimensions")
     texts = body.texts()
-    vectors, tokens = await cancel_on_disconnect(request, asyncio.to_thread(_encode, texts))
+    candidates, reasons = await _tiers_for(state, body, texts, key)
+    vectors, tokens, tier, cost = await cancel_on_disconnect(
+        request, _embed(state, body, texts, candidates, reasons, key))
     data = [{"object": "embedding", "index": i, "embedding": _format(v, body.encoding_format)}
             for i, v in enumerate(vectors)]
-    return JSONResponse({"object": "list", "data": data, "model": EMBEDDING_MODEL,
-                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+    report: dict[str, Any] = {"tier": tier.name if tier else None, "reasons": reasons}
+    headers = {}
+    if tier is not None:
+        report["cost_usd"] = cost
+        headers["x-tierwise-tier"] = tier.name
+    model = tier.embedding_model if tier is not None else EMBEDDING_MODEL
+    return JSONResponse({"object": "list", "data": data, "model": model, "tierwise": report,
+                         "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, headers=headers)
+
+
+async def _tiers_for(state: GatewayState, body: EmbeddingRequest, texts: list[str], api_key: str | None
+                     ) -> tuple[list[Tier], list[str]]:
+    """The tiers to try in order (none: the local model), and why."""
+    if body.model == EMBEDDING_MODEL:
+        return [], [f"the request names {EMBEDDING_MODEL!r}, embedded on the gateway's machine"]
+    pinned = body.model != "auto"
+    if pinned:
+        if body.model not in state.tiers:
+            known = ", ".join(["auto", EMBEDDING_MODEL, *(n for n, t in state.tiers.items() if t.embedding_model)])
+            raise ModelNotFound(f"model {body.model!r} does not exist; choose one of: {known}", param="model")
+        if not state.tiers[body.model].embedding_model:
+            raise InvalidRequest(f"tier {body.model!r} does not embed (no embedding_model); choose another tier or "
+                                 "model='auto'", param="model", code="unsupported_capability")
+    tiers = [state.tiers[body.model]] if pinned else sorted(
+        (t for t in state.tiers.values() if t.embedding_model and state.health[t.name].available()),
+        key=lambda t: t.cost.input_per_mtok)
+    policies = state.settings.policies
+    if tiers and policies.personal_data != "off":
+        text = "\n".join(texts)
+        scan = pii_kinds_found(text, kinds=policies.pii_kinds) if len(text) <= SCAN_IN_THREAD_CHARS else (
+            await asyncio.to_thread(pii_kinds_found, text, kinds=policies.pii_kinds))
+        private = PRIVATE_LOCATIONS[policies.personal_data]
+        if scan and any(t.location not in private for t in tiers):
+            why = f"personal data ({', '.join(sorted(scan))}) may only go to {' or '.join(sorted(private))} tiers"
+            if pinned and tiers[0].location not in private:
+                raise PolicyRefused(f"tier {tiers[0].name!r} refused: {why}")
+            tiers = [t for t in tiers if t.location in private]
+            if not tiers:
+                return [], [f"{why}: embedded on the gateway's machine"]
+    budget = policies.daily_budget_usd
+    if budget is not None and state.ledger.spent(api_key) >= budget and not pinned:
+        tiers = [t for t in tiers if t.cost.input_per_mtok == 0]  # over the budget only free tiers serve
+    if not tiers:
+        return [], ["no tier that embeds may serve: embedded on the gateway's machine"]
+    return tiers, [f"forwarded to {tiers[0].name!r}, which embeds with {tiers[0].embedding_model!r}"]
+
+
+async def _embed(state: GatewayState, body: EmbeddingRequest, texts: list[str], tiers: list[Tier],
+                 reasons: list[str], api_key: str | None) -> tuple[Any, int, Tier | None, float]:
+    """(vectors, prompt tokens, the tier that embedded them or None for the local model, cost)."""
+    for tier in tiers:
+        try:
+            vectors, tokens = await tier.embed(texts, dimensions=body.dimensions)
+        except TierUnavailable as err:  # the tier's trouble: the next one, or the local model for `auto`
+            if not isinstance(err, TierRequestFailed | TierBusy):  # as in dispatch: not a fault of the tier's
+                state.health[tier.name].record_failure(err.message)
+            reasons.append(f"{tier.name!r} failed: {err.message}")
+            if body.model != "auto":
+                raise
+            continue
+        except TierwiseError:
+            raise  # the request's fault (a 4xx upstream), or a malformed answer: not retried elsewhere
+        state.health[tier.name].record_success()
+        cost = tier.cost_usd(tokens, 0)
+        state.ledger.charge(api_key, cost)
+        return vectors, tokens, tier, cost
+    if body.dimensions not in (None, DIM):
+        raise InvalidRequest(f"dimensions: {EMBEDDING_MODEL} has {DIM}, not {body.dimensions}", param="dimensions")
+    local, tokens = await asyncio.to_thread(_encode, texts)
+    return local, tokens, None, 0.0
 
 
 def _encode(texts: list[str]) -> tuple[np.ndarray, int]:
@@ -73,7 +163,7 @@ def _encode(texts: list[str]) -> tuple[np.ndarray, int]:
     return encoder.encode(texts), sum(len(ids) for ids in encoder.token_ids(texts))
 
 
-def _format(vector: np.ndarray, encoding: str) -> Any:
+def _format(vector: np.ndarray | list[float], encoding: str) -> Any:
     if encoding == "base64":  # what the openai SDK asks for by default: little-endian float32, base64
-        return base64.b64encode(vector.astype("<f4").tobytes()).decode("ascii")
+        return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode("ascii")
     return [float(x) for x in vector]
