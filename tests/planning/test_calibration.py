@@ -4,6 +4,7 @@ import pytest
 
 from tierwise.planning.calibration import (
     SCALE_RANGE,
+    check,
     engine_efficiency,
     fit_scale,
     held_out_scales,
@@ -69,3 +70,14 @@ def test_engine_efficiency_says_where_it_came_from(cat: Catalog) -> None:
     assert base == cat.gpu_efficiency and "uncalibrated" in note
     with pytest.raises(ValueError, match="tensorrt-llm"):
         engine_efficiency("sglang", cat)
+
+
+def test_shipped_vllm_factors_are_what_the_check_computes(cat: Catalog) -> None:
+    # guards calibration.yaml against drifting from measurements.yaml or the simulator (rerun the bench to update)
+    data = load_measurements()
+    report = check(data, cat=cat, points=[p for p in data.points if p.engine == "vllm"])
+    shipped = load_calibration()["vllm"]
+    scale, ids = report.engine_scales["vllm"]
+    assert scale == pytest.approx(shipped.scale, abs=1e-4) and ids == shipped.points
+    assert report.median_held_out_error("vllm") == pytest.approx(shipped.held_out_median_error, abs=1e-4)
+    assert all(r.scale is not None and r.scale != r.fitted_scale for r in report.rows)  # held out, not self-fitted
