@@ -5,7 +5,7 @@ scale per engine class, and reports each point's throughput error out of sample 
 with TTFT / TPOT next to it; then fits the per-GPU step model on one model's published step table (DistServe,
 A100) and predicts a second model. Prints Markdown for bench/RESULTS.md.
 
-Run: python bench/plan_check.py [--write-calibration] [--quick]
+Run: python bench/plan_check.py [--write-calibration] [--quick] [--sensitivity]
   --write-calibration  rewrites src/tierwise/planning/catalog/calibration.yaml from the leave-one-out run
 """
 
@@ -119,10 +119,33 @@ def _seed_question(report: CheckReport) -> str:
     return "\n".join(lines)
 
 
+def _prompt_sensitivity(fidelity: Fidelity) -> str:
+    """The calibration again with the MLPerf datasets' assumed prompt means halved and raised by half."""
+    data, cat = load_measurements(), load_catalog()
+    lines = [
+        "| assumed prompt means (OpenOrca / CNN-DM) | tensorrt-llm scale | vllm scale | held-out median (loo) |",
+        "|---|---|---|---|",
+    ]
+    for factor in (0.5, 1.0, 1.5):
+        datasets = {
+            k: d.model_copy(update={"prompt": d.prompt.model_copy(update={"mean": d.prompt.mean * factor})})
+            for k, d in data.datasets.items()
+        }
+        varied = data.model_copy(update={"datasets": datasets})
+        report = check(varied, cat=cat, fidelity=fidelity)
+        means = " / ".join(f"{d.prompt.mean:g}" for d in datasets.values())
+        lines.append(
+            f"| {means} (×{factor:g}) | {report.engine_scales['tensorrt-llm'][0]:.3f} | "
+            f"{report.engine_scales['vllm'][0]:.3f} | {report.median_held_out_error():.1%} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write-calibration", action="store_true")
     parser.add_argument("--quick", action="store_true", help="less simulated traffic per replay")
+    parser.add_argument("--sensitivity", action="store_true", help="also vary the assumed prompt means (~1.5 min)")
     args = parser.parse_args()
     fidelity = Fidelity(offline_requests=600, server_seconds=60, closed_loop_rounds=3) if args.quick else Fidelity()
     data, cat = load_measurements(), load_catalog()
@@ -139,6 +162,9 @@ def main() -> None:
     print(_cross_model())
     print("\n### The seed question (examples/cluster.yaml): GPUs for the peak, by efficiency scale\n")
     print(_seed_question(reports["loo"]))
+    if args.sensitivity:
+        print("\n### Sensitivity to the assumed MLPerf prompt means\n")
+        print(_prompt_sensitivity(fidelity))
     if args.write_calibration:
         command = "python bench/plan_check.py --write-calibration" + (" --quick" if args.quick else "")
         CALIBRATION.write_text(calibration_yaml(reports["loo"], cat, command=command), encoding="utf-8")
