@@ -47,6 +47,31 @@ def test_plan_cluster_with_fleet_derived_share(tmp_path: Path) -> None:
     result = runner.invoke(plan_app, ["cluster", "-f", str(path), "--price", "h100=2.5"])
     assert result.exit_code == 0, result.output
     assert "(1 − coverage" in result.output and "h100" in result.output and "l40s" in result.output
+    assert "Efficiency: calibrated for vllm" in result.output and "measurements.yaml" in result.output
+
+
+def test_plan_cluster_engine_choice(tmp_path: Path) -> None:
+    path = _cluster_file(tmp_path, cloud_share=0.2, gpus=["h100"])
+    calibrated = runner.invoke(plan_app, ["cluster", "-f", str(path)])
+    uncalibrated = runner.invoke(plan_app, ["cluster", "-f", str(path), "--engine", "roofline"])
+    assert uncalibrated.exit_code == 0 and "uncalibrated catalog factors" in uncalibrated.output
+
+    def rate_per_replica(output: str) -> float:
+        row = next(line for line in output.splitlines() if line.startswith("│ h100"))
+        return float(row.split("│")[4])
+
+    # vLLM's calibrated efficiency is below the catalog's default: each replica sustains less
+    assert rate_per_replica(calibrated.output) < 0.9 * rate_per_replica(uncalibrated.output)
+    bad = runner.invoke(plan_app, ["cluster", "-f", str(path), "--engine", "sglang"])
+    assert bad.exit_code != 0 and "tensorrt-llm" in bad.output
+
+
+def test_plan_check_reports_held_out_errors() -> None:
+    result = runner.invoke(plan_app, ["check", "--engine", "vllm", "--quick"])
+    assert result.exit_code == 0, result.output
+    assert "mlperf5.1/redhat/1xh100/llama3.1-8b/server" in result.output
+    assert "vllm: scale" in result.output and "held-out median" in result.output
+    assert runner.invoke(plan_app, ["check", "--split", "random", "--engine", "vllm", "--quick"]).exit_code != 0
 
 
 def test_plan_cluster_needs_a_share(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tierwise.planning.catalog import Catalog
+from tierwise.planning.catalog import Catalog, GPUEfficiency
 from tierwise.planning.perf_model import RooflineModel, StepModel
 from tierwise.planning.simulate import SchedulerConfig, SimulationResult, simulate
 from tierwise.planning.workload import Workload
@@ -48,6 +48,7 @@ class ClusterSpec(BaseModel):
     model: str
     quant: str = "bf16"
     kv_bits: float = 16
+    engine: str = "vllm"  # whose calibrated efficiency factors the CLI applies (calibration.engine_efficiency)
     slo: SLO = SLO()
     memory_utilization: float = Field(0.9, gt=0, le=1)  # share of GPU memory the engine may use (vLLM default)
     activation_reserve_gb: float = Field(4.0, ge=0)  # per GPU, for activations and CUDA graphs
@@ -172,14 +173,18 @@ def plan_gpu(
     cat: Catalog,
     price_per_gpu_hour: float | None = None,
     step_model: StepModel | None = None,
+    efficiency: GPUEfficiency | None = None,
 ) -> GpuPlan:
-    """Size the cluster on one GPU type: try each TP degree that fits, keep the one needing fewest GPUs."""
+    """Size the cluster on one GPU type: try each TP degree that fits, keep the one needing fewest GPUs.
+
+    `efficiency` replaces the catalog's uncalibrated factors (the CLI passes an engine's calibrated ones).
+    """
     gpu, model, quant = cat.gpu(gpu_name), cat.model(spec.model), cat.quant(spec.quant)
     peak = spec.workload.peak_rate(spec.cloud_share)
     best: GpuPlan | None = None
     notes: list[str] = []
     for tp in sorted(spec.tp_options):
-        pm = RooflineModel.for_gpu(model, gpu, quant=quant, cat=cat, kv_bits=spec.kv_bits, tp=tp)
+        pm = RooflineModel.for_gpu(model, gpu, quant=quant, cat=cat, kv_bits=spec.kv_bits, tp=tp, efficiency=efficiency)
         kv = kv_capacity_tokens(pm, gpu.memory_gb, tp=tp, spec=spec)
         if kv < spec.workload.prompt_tokens.max + spec.workload.output_tokens.max:
             notes.append(f"TP{tp}: weights {pm.weight_bytes / 1e9:.0f} GB leave KV room for {max(kv, 0)} tokens")
@@ -219,9 +224,13 @@ def plan_cluster(
     cat: Catalog,
     prices: dict[str, float] | None = None,
     step_models: dict[str, StepModel] | None = None,
+    efficiency: GPUEfficiency | None = None,
 ) -> list[GpuPlan]:
     """GPU types side by side for the same workload and SLOs (`step_models`: measured profiles by GPU, TP 1)."""
     prices, step_models = prices or {}, step_models or {}
     return [
-        plan_gpu(spec, g, cat=cat, price_per_gpu_hour=prices.get(g), step_model=step_models.get(g)) for g in gpu_names
+        plan_gpu(
+            spec, g, cat=cat, price_per_gpu_hour=prices.get(g), step_model=step_models.get(g), efficiency=efficiency
+        )
+        for g in gpu_names
     ]

@@ -1,4 +1,4 @@
-"""`tierwise plan fleet|cluster`, `tierwise profile gpu|compare`, `tierwise simulate`: thin wrappers.
+"""`tierwise plan fleet|cluster|check`, `tierwise profile gpu|compare`, `tierwise simulate`: thin wrappers.
 
 torch is imported only inside `profile gpu` (via profile_gpu), never at import.
 """
@@ -17,6 +17,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from tierwise.planning.capacity import ClusterSpec
+    from tierwise.planning.catalog import GPUEfficiency
     from tierwise.planning.cluster_file import ClusterFile
     from tierwise.planning.fleet import FleetPlan
     from tierwise.planning.perf_model import StepModel
@@ -75,11 +76,13 @@ def _prices(pairs: list[str] | None) -> dict[str, float]:
 
 
 def _load_cluster(
-    file: Path, *, gpus: str | None, price: list[str] | None, outcomes: Path | None
+    file: Path, *, gpus: str | None, price: list[str] | None, outcomes: Path | None, engine: str | None = None
 ) -> tuple[ClusterFile, ClusterSpec, str]:
     from tierwise.planning.cluster_file import ClusterFile, cloud_share, to_spec
 
     cfg = ClusterFile.model_validate(_yaml(file))
+    if engine:
+        cfg = cfg.model_copy(update={"engine": engine})
     if cfg.fleet is not None and not cfg.fleet.is_absolute():
         cfg = cfg.model_copy(update={"fleet": file.parent / cfg.fleet})
     if gpus:
@@ -93,6 +96,20 @@ def _load_cluster(
 GpusOpt = Annotated[str | None, typer.Option(help="comma-separated GPU types (overrides the file)")]
 PriceOpt = Annotated[list[str] | None, typer.Option(help="GPU=USD per GPU-hour, repeatable")]
 OutcomesOpt = Annotated[Path | None, typer.Option(help="outcomes CSV for the fleet's quality ranking")]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(help="engine whose calibrated efficiency to use: vllm, tensorrt-llm, nim, roofline (overrides file)"),
+]
+
+
+def _efficiency(engine: str) -> tuple[GPUEfficiency, str]:
+    from tierwise.planning.calibration import engine_efficiency
+    from tierwise.planning.catalog import load_catalog
+
+    try:
+        return engine_efficiency(engine, load_catalog())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="engine") from exc
 
 
 @plan_app.command("cluster")
@@ -102,6 +119,7 @@ def plan_cluster_cmd(
     price: PriceOpt = None,
     outcomes: OutcomesOpt = None,
     profile: Annotated[list[Path] | None, typer.Option(help="measured profile JSON (TP 1), repeatable")] = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Replicas and GPUs per GPU type for the cloud share of a workload, within TTFT/TPOT SLOs."""
     from tierwise.planning.capacity import plan_cluster
@@ -109,14 +127,42 @@ def plan_cluster_cmd(
     from tierwise.planning.profile import FittedStepModel, Profile
     from tierwise.planning.report import render_cluster
 
-    cfg, spec, note = _load_cluster(file, gpus=gpus, price=price, outcomes=outcomes)
+    cfg, spec, note = _load_cluster(file, gpus=gpus, price=price, outcomes=outcomes, engine=engine)
+    efficiency, efficiency_note = _efficiency(spec.engine)
     measured: dict[str, StepModel] = {}
     for path in profile or []:
         p = Profile.load(path)
         if p.model == spec.model and p.tp == 1:
             measured[p.gpu] = FittedStepModel.from_profile(p)
-    plans = plan_cluster(spec, cfg.gpus, cat=load_catalog(), prices=cfg.prices, step_models=measured)
-    render_cluster(spec, plans, note, _console())
+    plans = plan_cluster(
+        spec, cfg.gpus, cat=load_catalog(), prices=cfg.prices, step_models=measured, efficiency=efficiency
+    )
+    render_cluster(spec, plans, note, _console(), efficiency_note=efficiency_note)
+
+
+@plan_app.command("check")
+def plan_check_cmd(
+    split: Annotated[str, typer.Option(help="held-out split: loo (leave one out) or by-source")] = "loo",
+    engine: Annotated[str | None, typer.Option(help="only the points of this engine class")] = None,
+    quick: Annotated[bool, typer.Option(help="less simulated traffic per replay (faster, noisier)")] = False,
+) -> None:
+    """Replay published measurements (MLPerf, vLLM, NIM) through the simulator; calibrate and test on held-out."""
+    from tierwise.planning.calibration import check
+    from tierwise.planning.catalog import load_catalog
+    from tierwise.planning.measurements import load_measurements
+    from tierwise.planning.replay import Fidelity
+    from tierwise.planning.report import render_check
+
+    data = load_measurements()
+    points = [p for p in data.points if engine is None or p.engine == engine]
+    if not points:
+        raise typer.BadParameter(f"no points for engine {engine!r}", param_hint="engine")
+    fidelity = Fidelity(offline_requests=600, server_seconds=60, closed_loop_rounds=3) if quick else Fidelity()
+    try:
+        report = check(data, cat=load_catalog(), fidelity=fidelity, split=split, points=points)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    render_check(report, _console())
 
 
 def simulate_cmd(
@@ -124,17 +170,20 @@ def simulate_cmd(
     gpu: Annotated[str, typer.Option(help="GPU type to size and simulate")] = "h100",
     replicas: Annotated[int, typer.Option(help="replicas to simulate for the whole day")] = 1,
     outcomes: OutcomesOpt = None,
+    engine: EngineOpt = None,
 ) -> None:
     """Size the cluster on one GPU type, then simulate a day of its replicas' traffic."""
     from tierwise.planning.capacity import plan_gpu
     from tierwise.planning.catalog import load_catalog
     from tierwise.planning.day import simulate_day
 
-    cfg, spec, note = _load_cluster(file, gpus=gpu, price=None, outcomes=outcomes)
+    cfg, spec, note = _load_cluster(file, gpus=gpu, price=None, outcomes=outcomes, engine=engine)
+    efficiency, efficiency_note = _efficiency(spec.engine)
     cat = load_catalog()
-    plan = plan_gpu(spec, gpu, cat=cat)
-    day = simulate_day(spec, plan, cat=cat, replicas_simulated=replicas, seed=cfg.seed)
+    plan = plan_gpu(spec, gpu, cat=cat, efficiency=efficiency)
+    day = simulate_day(spec, plan, cat=cat, replicas_simulated=replicas, seed=cfg.seed, efficiency=efficiency)
     console = _console()
+    console.print(f"Efficiency: {efficiency_note}")
     console.print(f"cloud share {spec.cloud_share:.3f} [{note}]; {plan.replicas} replicas × TP{plan.tp} {gpu}")
     console.print(
         f"fleet cloud requests/day {day.fleet_requests_per_day:,.0f}; simulated {replicas} replica(s): "

@@ -24,6 +24,7 @@ class ClusterFile(BaseModel):
     model: str
     quant: str = "bf16"
     kv_bits: float = 16
+    engine: str = "vllm"  # efficiency factors calibrated for this engine class; "roofline" = uncalibrated
     slo: SLO = SLO()
     gpus: list[str] = ["h100", "h20", "rtx-pro-6000"]
     prices: dict[str, float] = {}  # USD per GPU-hour, set by the user
@@ -70,6 +71,7 @@ def to_spec(cfg: ClusterFile, share: float) -> ClusterSpec:
         model=cfg.model,
         quant=cfg.quant,
         kv_bits=cfg.kv_bits,
+        engine=cfg.engine,
         slo=cfg.slo,
         max_batch=cfg.max_batch,
         max_prefill_tokens=cfg.max_prefill_tokens,

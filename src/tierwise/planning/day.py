@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tierwise.planning.capacity import ClusterSpec, GpuPlan, kv_capacity_tokens
-from tierwise.planning.catalog import Catalog
+from tierwise.planning.catalog import Catalog, GPUEfficiency
 from tierwise.planning.perf_model import RooflineModel
 from tierwise.planning.simulate import SchedulerConfig, SimulationResult, simulate
 from tierwise.planning.workload import diurnal_arrivals
@@ -51,13 +51,22 @@ class DayResult:
 
 
 def simulate_day(
-    spec: ClusterSpec, plan: GpuPlan, *, cat: Catalog, replicas_simulated: int = 1, seed: int = 0
+    spec: ClusterSpec,
+    plan: GpuPlan,
+    *,
+    cat: Catalog,
+    replicas_simulated: int = 1,
+    seed: int = 0,
+    efficiency: GPUEfficiency | None = None,
 ) -> DayResult:
     """Simulate `replicas_simulated` of the plan's replicas for 24 h (diurnal arrivals, seeded)."""
     if not plan.feasible:
         raise ValueError(f"{plan.gpu}: the plan is infeasible, nothing to simulate")
     model, gpu = cat.model(spec.model), cat.gpu(plan.gpu)
-    pm = RooflineModel.for_gpu(model, gpu, quant=cat.quant(spec.quant), cat=cat, kv_bits=spec.kv_bits, tp=plan.tp)
+    quant = cat.quant(spec.quant)
+    pm = RooflineModel.for_gpu(
+        model, gpu, quant=quant, cat=cat, kv_bits=spec.kv_bits, tp=plan.tp, efficiency=efficiency
+    )
     sched = SchedulerConfig(
         kv_capacity_tokens=kv_capacity_tokens(pm, gpu.memory_gb, tp=plan.tp, spec=spec),
         max_batch=spec.max_batch,

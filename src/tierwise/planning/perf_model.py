@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Protocol
 
-from tierwise.planning.catalog import GPU, Catalog, Device, ModelArch, Quantization
+from tierwise.planning.catalog import GPU, Catalog, Device, GPUEfficiency, ModelArch, Quantization
 
 
 class StepModel(Protocol):
@@ -64,9 +64,9 @@ class Hardware:
     allreduce_us: float = 0.0
 
 
-def gpu_hardware(gpu: GPU, cat: Catalog, *, compute: str = "bf16") -> Hardware:
-    """A datacenter GPU with the catalog's shared GPU efficiency factors."""
-    eff = cat.gpu_efficiency
+def gpu_hardware(gpu: GPU, cat: Catalog, *, compute: str = "bf16", efficiency: GPUEfficiency | None = None) -> Hardware:
+    """A datacenter GPU with the catalog's shared efficiency factors, or `efficiency` (e.g. calibrated ones)."""
+    eff = efficiency or cat.gpu_efficiency
     return Hardware(
         name=gpu.name,
         bandwidth_gbs=gpu.bandwidth_tbs * 1000,
@@ -105,9 +105,18 @@ class RooflineModel:
 
     @classmethod
     def for_gpu(
-        cls, model: ModelArch, gpu: GPU, *, quant: Quantization, cat: Catalog, kv_bits: float = 16, tp: int = 1
+        cls,
+        model: ModelArch,
+        gpu: GPU,
+        *,
+        quant: Quantization,
+        cat: Catalog,
+        kv_bits: float = 16,
+        tp: int = 1,
+        efficiency: GPUEfficiency | None = None,
     ) -> RooflineModel:
-        return cls(model, gpu_hardware(gpu, cat, compute=quant.compute), quant=quant, kv_bits=kv_bits, tp=tp)
+        hw = gpu_hardware(gpu, cat, compute=quant.compute, efficiency=efficiency)
+        return cls(model, hw, quant=quant, kv_bits=kv_bits, tp=tp)
 
     # -- memory ---------------------------------------------------------------------------------------
     @property
@@ -133,6 +142,19 @@ class RooflineModel:
     def _weight_read_bytes(self, tokens: int) -> float:
         body = self._body_read_params(tokens) * self.quant.weight_bits
         return (body + self.model.head_params * self.quant.head_bits) / 8
+
+    # -- work of one step (whole replica): what the model moves and computes, whatever the hardware ------
+    def decode_work(self, batch: int, context_sum: int) -> tuple[float, float]:
+        """(bytes read, FLOPs) of a decode step: the features a per-GPU fit (hardware_fit) is linear in."""
+        m = self.model
+        nbytes = self._weight_read_bytes(batch) + self.kv_bytes_per_token * context_sum
+        return nbytes, 2 * self._active * batch + 4 * m.layers * m.heads * m.head_dim * context_sum
+
+    def prefill_work(self, tokens: int, sq_tokens: int) -> tuple[float, float]:
+        """(bytes read, FLOPs) of a prefill step over `tokens` prompt tokens (Σ length² = `sq_tokens`)."""
+        m = self.model
+        flops = 2 * self._active * tokens + 2 * m.layers * m.heads * m.head_dim * sq_tokens
+        return self._weight_read_bytes(tokens), flops
 
     # -- time -----------------------------------------------------------------------------------------
     def _allreduce_ms(self, tokens: int) -> float:

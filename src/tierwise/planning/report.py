@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from tierwise.planning.calibration import CheckReport, CheckRow
 from tierwise.planning.capacity import ClusterSpec, GpuPlan
 from tierwise.planning.fleet import FleetPlan
 
@@ -52,7 +53,9 @@ def render_fleet(plan: FleetPlan, console: Console) -> None:
             console.print(f"  {label}: {cov:.1%}")
 
 
-def render_cluster(spec: ClusterSpec, plans: list[GpuPlan], share_note: str, console: Console) -> None:
+def render_cluster(
+    spec: ClusterSpec, plans: list[GpuPlan], share_note: str, console: Console, *, efficiency_note: str = ""
+) -> None:
     w, s = spec.workload, spec.slo
     console.print(
         f"Workload: {w.devices:,} devices × {w.requests_per_device_per_day:g} req/day, cloud share "
@@ -70,6 +73,8 @@ def render_cluster(spec: ClusterSpec, plans: list[GpuPlan], share_note: str, con
         f"≤ {spec.max_batch} seqs, ≤ {spec.max_prefill_tokens} prefill tokens/step, "
         f"{spec.memory_utilization:.0%} of GPU memory, each probe simulates {spec.probe_seconds:g} s of traffic"
     )
+    if efficiency_note:
+        console.print(f"Efficiency: {efficiency_note}")
     t = Table(title="GPUs for the peak cloud rate")
     for col in ("GPU", "TP", "KV tokens", "req/s per replica", "replicas", "GPUs", "power kW", "$/GPU-h", "$/h"):
         t.add_column(col, justify="left" if col == "GPU" else "right")
@@ -92,3 +97,62 @@ def render_cluster(spec: ClusterSpec, plans: list[GpuPlan], share_note: str, con
     for p in plans:
         if p.note:
             console.print(f"  {p.gpu}: {p.note}")
+
+
+def latency_pair(row: CheckRow, metric: str) -> tuple[str, float | None, float | None]:
+    """(statistic, measured, predicted ms) for `ttft` or `tpot`: the p99 where the source gives one, else the mean."""
+    m = row.point.measured
+    pred = row.prediction
+    for stat in ("p99", "mean"):
+        measured = getattr(m, f"{metric}_ms_{stat}")
+        if measured is not None:
+            return stat, measured, getattr(pred, f"{metric}_ms_{stat}") if pred else None
+    return "", None, None
+
+
+def _pct(x: float | None) -> str:
+    return "—" if x is None else f"{x:+.1%}"
+
+
+def render_check(report: CheckReport, console: Console) -> None:
+    """Measured vs predicted for every published point, the held-out errors, and the calibrated factors."""
+    t = Table(title=f"Published operating points vs the simulator (held out: {report.split})")
+    cols = (
+        "point",
+        "scenario",
+        "meas tok/s",
+        "pred tok/s",
+        "error",
+        "uncal. error",
+        "TTFT ms meas/pred",
+        "TPOT ms meas/pred",
+    )
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("point", "scenario") else "right")
+    for r in report.rows:
+        pred = r.prediction
+        cells = []
+        for metric in ("ttft", "tpot"):
+            stat, meas, p = latency_pair(r, metric)
+            cells.append("—" if meas is None else f"{stat} {meas:,.0f} / {_fmt(p, ',.0f')}")
+        t.add_row(
+            r.point.id + ("" if r.point.calibrate else " *"),
+            r.point.scenario,
+            f"{r.point.measured_throughput:,.0f}",
+            _fmt(pred.throughput if pred else None, ",.0f"),
+            _pct(r.error()),
+            _pct(r.error(r.default)),
+            *cells,
+        )
+    console.print(t)
+    if any(not r.point.calibrate for r in report.rows):
+        console.print(
+            "* not calibrated: a condition the model lacks (see the point's `calibrate` note); predicted with its "
+            "engine's factors for reference, not counted in the medians"
+        )
+    for engine, (scale, ids) in report.engine_scales.items():
+        console.print(
+            f"{engine}: scale {scale:.3f} × catalog efficiency (median of {len(ids)} per-point fits); "
+            f"held-out median |error| {report.median_held_out_error(engine):.1%}"
+        )
+    console.print(f"All engines: held-out median |throughput error| {report.median_held_out_error():.1%}")
