@@ -27,6 +27,7 @@ from tierwise.errors import (
     TierUnavailable,
     UpstreamTransportError,
 )
+from tierwise.json_codec import loads
 from tierwise.tiers.base import Chunk
 from tierwise.tiers.upstream import UpstreamResponse
 
@@ -174,7 +175,7 @@ async def drain(lines: AsyncIterator[str], *, max_lines: int = 8, timeout_s: flo
 
 def parse_json(tier: str, data: str | bytes) -> dict[str, Any]:
     try:
-        value = json.loads(data)
+        value = loads(data)
     except ValueError as err:
         raise TierBadResponse(f"tier {tier!r} sent invalid JSON: {str(data)[:80]!r}") from err
     if not isinstance(value, dict):

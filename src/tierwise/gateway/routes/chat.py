@@ -12,8 +12,8 @@ from tierwise.errors import TierwiseError
 from tierwise.gateway.auth import api_key
 from tierwise.gateway.body import parse_body
 from tierwise.gateway.disconnect import cancel_on_disconnect
+from tierwise.gateway.encoding import DONE, JsonBody, sse_json
 from tierwise.gateway.service import ChatService
-from tierwise.gateway.sse import DONE, sse_json
 from tierwise.gateway.streaming import ChatStream, ServedStream
 from tierwise.protocol import ChatCompletionRequest, error_body
 
@@ -39,7 +39,7 @@ async def chat_completions(
             headers={**stream.trace.headers(), "Cache-Control": "no-cache"},
         )
     completion = await cancel_on_disconnect(request, service.complete(chat, key))
-    return JSONResponse(completion.response_body(), headers=completion.trace.headers())
+    return JsonBody(completion.response_body(), headers=completion.trace.headers())
 
 
 async def _events(stream: ChatStream) -> AsyncIterator[bytes]:

@@ -23,9 +23,9 @@ from tierwise.errors import InvalidRequest, TierwiseError
 from tierwise.gateway.auth import api_key
 from tierwise.gateway.body import parse_body
 from tierwise.gateway.disconnect import cancel_on_disconnect
+from tierwise.gateway.encoding import DONE, JsonBody, sse_json
 from tierwise.gateway.errors import invalid_request_from
 from tierwise.gateway.service import ChatService
-from tierwise.gateway.sse import DONE, sse_json
 from tierwise.gateway.streaming import ChatStream, ServedStream
 from tierwise.protocol import TextCompletionRequest, error_body, new_text_completion_id
 from tierwise.tiers.base import Chunk
@@ -90,7 +90,7 @@ async def completions(request: Request, key: str | None = Depends(api_key)) -> J
     if answer.usage is not None:
         reply["usage"] = answer.usage
     reply["tierwise"] = trace.report()
-    return JSONResponse(reply, headers=trace.headers())
+    return JsonBody(reply, headers=trace.headers())
 
 
 class _ClientChunks:

@@ -22,9 +22,9 @@ from tierwise.errors import InvalidRequest, TierwiseError
 from tierwise.gateway.auth import api_key
 from tierwise.gateway.body import parse_body
 from tierwise.gateway.disconnect import cancel_on_disconnect
+from tierwise.gateway.encoding import JsonBody, sse_event
 from tierwise.gateway.errors import invalid_request_from
 from tierwise.gateway.service import ChatService
-from tierwise.gateway.sse import sse_event
 from tierwise.gateway.streaming import ChatStream, ServedStream
 from tierwise.protocol import ChatCompletionRequest, error_body
 
@@ -89,7 +89,7 @@ async def responses(request: Request, key: str | None = Depends(api_key)) -> JSO
     out = _response(chat, completion.body["model"], answer["message"].get("content") or "",
                     completion.body.get("usage"), response_id=f"resp_{uuid.uuid4().hex}",
                     item_id=f"msg_{uuid.uuid4().hex}", status=status, report=completion.trace.report())
-    return JSONResponse(out, headers=completion.trace.headers())
+    return JsonBody(out, headers=completion.trace.headers())
 
 
 def _response(chat: ChatCompletionRequest, model: str, text: str, usage: dict[str, Any] | None,
