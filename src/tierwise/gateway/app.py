@@ -59,6 +59,8 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
                 with contextlib.suppress(asyncio.CancelledError):
                     await prober
         finally:
+            if state.rate_limits is not None:
+                await state.rate_limits.aclose()
             if state.shared is not None:
                 await state.shared.aclose()  # pushes spending still queued when Redis answers
             for tier in started:
@@ -95,6 +97,11 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
     keys = list(gw.api_keys)
     if gw.api_keys_env:
         keys += [k.strip() for k in os.environ.get(gw.api_keys_env, "").split(",") if k.strip()]
+    limits, rate_limiter = settings.policies.rate_limits, None
+    if limits is not None:
+        from tierwise.state.rate_limits import RateLimiter
+
+        rate_limiter = RateLimiter(limits, store=shared, registry=metrics_.registry)
     return GatewayState(
         settings=settings,
         tiers=tiers,
@@ -106,6 +113,7 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
         ledger=shared.ledger if shared is not None else BudgetLedger(),
         cascade=load_cascade(settings, list(tiers)),
         shared=shared,
+        rate_limits=rate_limiter,
     )
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tierwise.config import Settings
 from tierwise.gateway.auth import ApiKeyAuth
@@ -18,7 +19,8 @@ from tierwise.routing.router import Router, TierView
 from tierwise.tiers.base import Tier, TierHealth
 
 if TYPE_CHECKING:
-    from tierwise.state import SharedStateStore
+    from tierwise.protocol import ChatCompletionRequest
+    from tierwise.state import RateLimiter, SharedStateStore
 
 log = logging.getLogger("tierwise.gateway")
 
@@ -35,7 +37,21 @@ class GatewayState:
     ledger: SpendLedger  # in-process, or `shared.ledger` when budget and tier health are shared through Redis
     cascade: CascadeCheck | None = None
     shared: SharedStateStore | None = None  # with gateway.state_url; synced in the background while serving
+    rate_limits: RateLimiter | None = None  # policies.rate_limits, admitted at each request's entry
     last_probe: dict[str, TierHealth] = field(default_factory=dict)  # tier -> its latest probe's result
+
+    async def admit(self, chat: ChatCompletionRequest, api_key: str | None) -> None:
+        """Count the request against its key's rate limits (`policies.rate_limits`); RateLimited (429) when over.
+        Called once per request, at its entry, before routing."""
+        if self.rate_limits is not None:
+            from tierwise.state.rate_limits import estimated_tokens
+
+            await self.rate_limits.admit(api_key, estimated_tokens(chat))
+
+    def settle_usage(self, usage: Mapping[str, Any]) -> None:
+        """Correct this request's admitted token estimate with a tier's real usage (once per answer charged)."""
+        if self.rate_limits is not None:
+            self.rate_limits.settle_current(usage)
 
     def ttft_estimates_ms(self) -> dict[str, float]:
         """Measured time to first token plus the configured network round trip, for tiers measured so far."""
@@ -47,7 +63,14 @@ class GatewayState:
         return estimates
 
     def tier_views(self) -> list[TierView]:
-        """The tiers as a router sees them, in config order."""
+        """The tiers as a router sees them, in config order.
+
+        With shared state, `in_flight` is every live replica's count together (this one's live, the others' as
+        of the last sync), and `max_concurrent` — a per-replica limit — is multiplied by the live replicas, so
+        the saturation policy compares the fleet's load with the fleet's capacity (and with
+        `cloud_max_in_flight`, a limit for the whole fleet)."""
+        shared = self.shared.in_flight if self.shared is not None else None
+        replicas = shared.replicas() if shared is not None else 1
         views = []
         for name, tier in self.tiers.items():
             tracker = self.health[name]
@@ -58,8 +81,8 @@ class GatewayState:
                     input_per_mtok=tier.cost.input_per_mtok,
                     output_per_mtok=tier.cost.output_per_mtok,
                     healthy=tracker.available(),
-                    in_flight=tracker.in_flight,
-                    max_concurrent=tier.config.max_concurrent,
+                    in_flight=tracker.in_flight + (shared.others(name) if shared is not None else 0),
+                    max_concurrent=tier.config.max_concurrent * replicas,
                 )
             )
         return views
