@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from tests.conftest import openai_tier
 from tests.gateway.test_shared_state_redis import PRICE, replica_apps, running_redis, wait_for
 from tierwise.state import key_digest
+from tierwise.state.budget_guard import reserve_prefix
 from tierwise.state.in_flight import INFLIGHT_KEY
 from tierwise.state.rate_limits import window_key
 from tierwise.state.sliding_window import window_at
@@ -174,3 +176,38 @@ def _streamed_cost(text: str) -> float:
             if "cost_usd" in report:
                 return float(report["cost_usd"])
     raise AssertionError(f"no cost in the stream: {text[-300:]}")
+
+
+def test_concurrent_requests_on_two_replicas_never_spend_more_than_the_budget(redis_server, backends):
+    backends["cloud"][1].header_delay_s = 0.5  # every request is in flight at once
+    cloud = [openai_tier("cloud", backends["cloud"][0], location="cloud", cost=PRICE)]
+    with contextlib.ExitStack() as stack:
+        (a, app_a), (b, app_b) = replica_apps(stack, redis_server.port, cloud)  # 0.05 USD: ~2 reservations
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda i: post(a if i % 2 else b), range(16)))
+        served = sum(r.status_code == 200 for r in answers)
+        assert served >= 2 and {r.status_code for r in answers} == {200, 429}
+        for app in (app_a, app_b):
+            wait_for(lambda app=app: app.state.tierwise.shared.ledger.queued_usd() == 0, what="charges in Redis")
+        assert sum(redis_server.spent_today().values()) == pytest.approx(0.012 * served)
+        assert 0.012 * served <= 0.05  # without reservations all 16 are served (0.19 USD)
+        # every reservation was released with its charge
+        client = redis_server.client
+        wait_for(lambda: all(not client.hgetall(k) for k in client.keys("tierwise:reserve:*")),
+                 what="no reservation left")
+
+
+def test_a_crashed_replicas_reservations_expire(redis_server, backends):
+    cloud = [openai_tier("cloud", backends["cloud"][0], location="cloud", cost=PRICE)]
+    with contextlib.ExitStack() as stack:
+        ((b, app_b),) = replica_apps(stack, redis_server.port, cloud, n=1)
+        day = datetime.now(UTC).date()
+        # a replica that crashed holding the whole budget: its heartbeat and reservations, never renewed
+        redis_server.client.hset(INFLIGHT_KEY, "crashed-replica", json.dumps({"at": time.time(), "tiers": {}}))
+        held = reserve_prefix(day) + "crashed-replica"
+        redis_server.client.hset(held, key_digest(None), "0.05")
+        redis_server.client.expire(held, int(app_b.state.tierwise.shared.in_flight.ttl_s) + 1)
+        refused = post(b)
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "daily_budget_exceeded"
+        wait_for(lambda: not redis_server.client.exists(held), what="the reservations to expire", timeout_s=10)
+        assert post(b).status_code == 200

@@ -9,8 +9,9 @@ import pytest
 
 from tests.conftest import openai_tier, sdk
 from tierwise.errors import RateLimited
+from tierwise.gateway.request_scope import SCOPE, RequestScope
 from tierwise.routing.settings import RateLimitSettings
-from tierwise.state.rate_limits import ADMISSION, RateLimiter, digest_hex
+from tierwise.state.rate_limits import RateLimiter, digest_hex
 
 CHAT = "/v1/chat/completions"
 
@@ -47,9 +48,11 @@ def test_settling_twice_counts_both_answers_and_drops_the_estimate_once():
     limiter = RateLimiter(RateLimitSettings(tokens_per_minute=1000))
 
     async def scenario() -> None:
+        scope = RequestScope()
+        SCOPE.set(scope)
         admission = await limiter.admit("k", 400)
-        assert admission is not None and ADMISSION.get() is admission  # where charge() finds it
-        limiter.settle(admission, 30)  # the first answer
+        assert admission is not None and scope.admission is admission  # where charge() finds it
+        limiter.settle_current({"prompt_tokens": 10, "completion_tokens": 20})  # the first answer
         limiter.settle(admission, 20)  # an escalated request's second answer
         assert limiter.local.counts(admission.digest, admission.window).tokens == 50
 

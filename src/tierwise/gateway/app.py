@@ -21,9 +21,10 @@ from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.limits import BodySizeLimit
 from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.gateway.request_id import RequestIdMiddleware
+from tierwise.gateway.request_scope import RequestScopeMiddleware
 from tierwise.gateway.routes import chat, embeddings, health, metrics, models, responses
 from tierwise.gateway.state import GatewayState
-from tierwise.routing.budget import BudgetLedger
+from tierwise.routing.budget import BudgetLedger, SpendLedger
 from tierwise.routing.cascade import CascadeCheck
 from tierwise.routing.router import CheapestHealthyRouter, Router
 from tierwise.routing.text_forms import normalise
@@ -78,6 +79,7 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
         allowed_hosts=frozenset(h.lower() for h in allowed) if allowed is not None
         else default_allowed_hosts(keyed=keyed, listen_host=settings.gateway.host),
     )
+    app.add_middleware(RequestScopeMiddleware)  # what a request holds in the shared state, released at its end
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so even refusals carry the id
     for module in (chat, responses, embeddings, models, health, metrics):
         app.include_router(module.router)
@@ -102,6 +104,14 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
         from tierwise.state.rate_limits import RateLimiter
 
         rate_limiter = RateLimiter(limits, store=shared, registry=metrics_.registry)
+    inner_ledger: SpendLedger = shared.ledger if shared is not None else BudgetLedger()
+    ledger, guard = inner_ledger, None
+    if settings.policies.daily_budget_usd is not None:  # concurrent requests hold what they may spend
+        from tierwise.state.budget_guard import BudgetGuard, ReservingLedger
+
+        guard, ledger = BudgetGuard(inner_ledger, store=shared), ReservingLedger(inner_ledger)
+        if shared is not None:
+            shared.budget_guard = guard
     return GatewayState(
         settings=settings,
         tiers=tiers,
@@ -110,10 +120,11 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
         router=router or _build_router(settings),
         metrics=metrics_,
         auth=ApiKeyAuth(keys),
-        ledger=shared.ledger if shared is not None else BudgetLedger(),
+        ledger=ledger,
         cascade=load_cascade(settings, list(tiers)),
         shared=shared,
         rate_limits=rate_limiter,
+        budget_guard=guard,
     )
 
 

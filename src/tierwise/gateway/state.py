@@ -19,8 +19,10 @@ from tierwise.routing.router import Router, TierView
 from tierwise.tiers.base import Tier, TierHealth
 
 if TYPE_CHECKING:
+    from tierwise.gateway.request_scope import RequestScope
     from tierwise.protocol import ChatCompletionRequest
     from tierwise.state import RateLimiter, SharedStateStore
+    from tierwise.state.budget_guard import BudgetGuard
 
 log = logging.getLogger("tierwise.gateway")
 
@@ -38,20 +40,38 @@ class GatewayState:
     cascade: CascadeCheck | None = None
     shared: SharedStateStore | None = None  # with gateway.state_url; synced in the background while serving
     rate_limits: RateLimiter | None = None  # policies.rate_limits, admitted at each request's entry
+    budget_guard: BudgetGuard | None = None  # with policies.daily_budget_usd: budget reserved at each entry
     last_probe: dict[str, TierHealth] = field(default_factory=dict)  # tier -> its latest probe's result
 
     async def admit(self, chat: ChatCompletionRequest, api_key: str | None) -> None:
-        """Count the request against its key's rate limits (`policies.rate_limits`); RateLimited (429) when over.
-        Called once per request, at its entry, before routing."""
+        """Count the request against its key's rate limits (`policies.rate_limits`; RateLimited, a 429, when
+        over) and reserve its expected cost from the key's budget. Called once per request, before routing."""
         if self.rate_limits is not None:
             from tierwise.state.rate_limits import estimated_tokens
 
             await self.rate_limits.admit(api_key, estimated_tokens(chat))
+        budget = self.settings.policies.daily_budget_usd
+        if self.budget_guard is not None and budget is not None:
+            from tierwise.gateway.request_scope import current_scope
+            from tierwise.state.budget_guard import expected_costs
+
+            views = [v for v in self.tier_views() if chat.model in ("auto", v.name)]
+            await self.budget_guard.reserve(current_scope(), api_key, expected_costs(chat, views), budget_usd=budget)
 
     def settle_usage(self, usage: Mapping[str, Any]) -> None:
-        """Correct this request's admitted token estimate with a tier's real usage (once per answer charged)."""
+        """A tier's answer was charged: correct the admitted token estimate with its real usage, and release the
+        budget reserved for it (sent to Redis with the charge)."""
         if self.rate_limits is not None:
             self.rate_limits.settle_current(usage)
+        if self.budget_guard is not None:
+            from tierwise.gateway.request_scope import current_scope
+
+            self.budget_guard.release(current_scope())
+
+    def end_request(self, scope: RequestScope) -> None:
+        """The request is over (answered, refused or failed): release what it still holds."""
+        if self.budget_guard is not None:
+            self.budget_guard.release(scope)
 
     def ttft_estimates_ms(self) -> dict[str, float]:
         """Measured time to first token plus the configured network round trip, for tiers measured so far."""

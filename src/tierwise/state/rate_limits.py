@@ -24,7 +24,6 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 
 from tierwise.errors import RateLimited
+from tierwise.gateway.request_scope import current_scope
 from tierwise.routing.decision import CHARS_PER_TOKEN
 from tierwise.routing.policy import DEFAULT_OUTPUT_TOKENS
 from tierwise.routing.settings import RateLimit, RateLimitSettings
@@ -79,9 +79,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
 end
 return 0
 """
-
-ADMISSION: ContextVar[Admission | None] = ContextVar("tierwise_rate_admission", default=None)
-
 
 def window_key(digest: str, window: int) -> str:
     return f"tierwise:rl:{{{digest}}}:{window}"  # the braces keep a key's windows in one Redis Cluster slot
@@ -149,8 +146,8 @@ class RateLimiter:
         return limit if limit.requests_per_minute or limit.tokens_per_minute else None
 
     async def admit(self, api_key: str | None, tokens_estimate: int) -> Admission | None:
-        """Count the request against the key's limits, or raise RateLimited; the admission is also left in
-        `ADMISSION` for this request's context, where `settle_current` finds it."""
+        """Count the request against the key's limits, or raise RateLimited; the admission is also left in the
+        request's scope (`request_scope.current_scope()`), where `settle_current` finds it."""
         digest = key_digest(api_key)
         limit = self.limit_for(digest)
         if limit is None:
@@ -162,7 +159,9 @@ class RateLimiter:
             if refusal is not None:
                 raise _rate_limited(refusal)
             admission = Admission(digest, window, tokens_estimate, shared=False)
-        ADMISSION.set(admission)
+        scope = current_scope()
+        if scope is not None:
+            scope.admission = admission
         return admission
 
     def settle(self, admission: Admission | None, actual_tokens: int) -> None:
@@ -180,7 +179,9 @@ class RateLimiter:
 
     def settle_current(self, usage: Mapping[str, Any]) -> None:
         """`settle` the admission of the request being served in this context, with the tier's usage."""
-        self.settle(ADMISSION.get(), usage_tokens(usage))
+        scope = current_scope()
+        if scope is not None:
+            self.settle(scope.admission, usage_tokens(usage))
 
     async def aclose(self) -> None:
         """Wait (briefly) for corrections still being sent."""

@@ -35,6 +35,7 @@ from tierwise.errors import ConfigError
 from tierwise.gateway.health import TierHealthTracker
 from tierwise.routing.budget import utc_day
 from tierwise.state.breakers import RECORD_SCRIPT, SharedBreakers, tier_key
+from tierwise.state.budget_guard import RELEASE_SCRIPT, BudgetGuard, reserve_prefix
 from tierwise.state.in_flight import INFLIGHT_KEY, SharedInFlight
 from tierwise.state.spend import SPEND_TTL_S, SharedBudgetLedger, spend_key
 
@@ -66,6 +67,7 @@ class SharedStateStore:
         self.breakers = breakers
         self.interval_s = interval_s
         self.in_flight = in_flight or SharedInFlight(breakers.trackers, ttl_s=in_flight_ttl_s(interval_s))
+        self.budget_guard: BudgetGuard | None = None  # set by the gateway: its releases go with the charges
         self.up = False
         self.last_error = "not synced yet"
         self.gauge = Gauge(
@@ -128,12 +130,15 @@ class SharedStateStore:
         Redis did not answer. `leaving`: this replica's in-flight field is removed instead of written."""
         day = utc_day()
         charges = self.ledger.take_queued()
+        releases = self.budget_guard.take_releases() if self.budget_guard is not None else {}
         events = self.breakers.take_events()
         tiers = list(self.breakers.trackers)
         try:
-            results = await self._exchange(day, charges, events, tiers, leaving=leaving)
+            results = await self._exchange(day, (charges, releases), events, tiers, leaving=leaving)
         except (RedisError, OSError) as err:
             self.ledger.restore()
+            if self.budget_guard is not None:
+                self.budget_guard.restore_releases(releases)
             self.breakers.restore(events)
             self.mark_down(f"{type(err).__name__}: {err}")
             return False
@@ -144,11 +149,16 @@ class SharedStateStore:
         self._mark(up=True)
         return True
 
-    async def _exchange(self, day: Any, charges: Any, events: Any, tiers: list[str], *, leaving: bool) -> list[Any]:
+    async def _exchange(self, day: Any, money: Any, events: Any, tiers: list[str], *, leaving: bool) -> list[Any]:
+        charges, releases = money
+        replica = self.in_flight.replica_id
         async with self.client.pipeline(transaction=True) as pipe:
             for (charge_day, digest), usd in charges.items():
                 pipe.hincrbyfloat(spend_key(charge_day), digest, usd)
                 pipe.expire(spend_key(charge_day), SPEND_TTL_S)
+            for (reserve_day, digest), usd in releases.items():  # in the same transaction as the charges
+                pipe.eval(RELEASE_SCRIPT, 1, reserve_prefix(reserve_day) + replica, digest, repr(usd))
+            pipe.expire(reserve_prefix(day) + replica, int(self.in_flight.ttl_s) + 1)  # the reservations' heartbeat
             for event in events:
                 pipe.eval(RECORD_SCRIPT, 1, tier_key(event.tier), *self.breakers.script_args(event))
             gone = [*self.in_flight.stale, *([self.in_flight.replica_id] if leaving else [])]
