@@ -211,3 +211,37 @@ def test_a_crashed_replicas_reservations_expire(redis_server, backends):
         assert refused.status_code == 429 and refused.json()["error"]["code"] == "daily_budget_exceeded"
         wait_for(lambda: not redis_server.client.exists(held), what="the reservations to expire", timeout_s=10)
         assert post(b).status_code == 200
+
+
+def test_two_serve_workers_share_a_rate_limit(tmp_path: Path, backends):
+    import subprocess
+    import sys
+
+    import yaml
+
+    from tierwise.testing.servers import free_port, stop_process, wait_until_ready
+
+    with running_redis() as server:
+        port = free_port()
+        config = tmp_path / "tiers.yaml"
+        config.write_text(yaml.safe_dump({
+            "tiers": [openai_tier("edge", backends["edge"][0])],
+            "gateway": {"state_url": f"redis://127.0.0.1:{server.port}/0", "state_sync_interval_s": 0.1},
+            "policies": {"rate_limits": {"requests_per_minute": 3, "per_key": {"sha256:00": {}}}},
+        }))
+        process = subprocess.Popen([sys.executable, "-m", "tierwise", "serve", "-c", str(config), "--port",
+                                    str(port), "--workers", "2", "--log-level", "warning"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_until_ready(f"http://127.0.0.1:{port}/healthz", timeout_s=60, process=process)
+            statuses = [httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", timeout=10,
+                                   headers={"Connection": "close"},  # a new connection: either worker
+                                   json={"model": "auto", "messages": [{"role": "user", "content": "hi"}]}
+                                   ).status_code for _ in range(8)]
+            replicas = server.client.hkeys(INFLIGHT_KEY)  # both workers publish their heartbeat
+            admitted = server.client.hget(window_key(key_digest(None), window_at(time.time())[0]), "r")
+        finally:
+            stop_process(process)
+    assert statuses == [200, 200, 200, 429, 429, 429, 429, 429]  # alone, each worker would admit 3
+    assert len(replicas) == 2
+    assert admitted in ("3", None)  # None: the minute turned after the requests
