@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 
 import httpx
 import pytest
@@ -103,3 +104,15 @@ def test_the_responses_endpoint_shares_the_limit(stub_backend, run_gateway):
 
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="auto", messages=[{"role": "user", "content": "hi"}])
+
+
+def test_a_bad_limit_is_a_config_error_naming_the_key():
+    from tierwise.config import settings_from_dict
+    from tierwise.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=re.escape("policies.rate_limits.requests_per_minute")):
+        settings_from_dict({"tiers": [openai_tier("edge", "http://127.0.0.1:9/v1")],
+                            "policies": {"rate_limits": {"requests_per_minute": 0}}})
+    with pytest.raises(ConfigError, match=re.escape("per_key.sk-a.tokens_per_mintue: unknown key")):
+        settings_from_dict({"tiers": [openai_tier("edge", "http://127.0.0.1:9/v1")],
+                            "policies": {"rate_limits": {"per_key": {"sk-a": {"tokens_per_mintue": 5}}}}})
