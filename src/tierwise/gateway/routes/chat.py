@@ -35,7 +35,7 @@ async def chat_completions(request: Request) -> JSONResponse | StreamingResponse
     state: GatewayState = request.app.state.tierwise
     api_key = state.auth.key_of(request)
     chat = await parse_body(request, ChatCompletionRequest)
-    await state.admit(chat, api_key)  # [state hook] per-key rate limits: 429 + Retry-After before routing
+    await state.admit(chat, api_key)  # [state hook] rate limits (429 + Retry-After) and budget reservation
     plan = await plan_route(state, chat, api_key)
     # Until the first byte of the answer is sent, only a listener notices a client that left: without it an
     # abandoned request keeps its tier busy generating an answer nobody will read.
@@ -118,7 +118,7 @@ def charge(state: GatewayState, served: Served, usage: dict[str, Any], api_key: 
     """What the request cost on the tier that served it, added to the key's spending today."""
     cost = served.tier.cost_usd(int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
     state.ledger.charge(api_key, cost)
-    state.settle_usage(usage)  # [state hook] rate limits: the admitted token estimate corrected by real usage
+    state.settle_usage(usage)  # [state hook] token estimate corrected by real usage; reservation released
     return cost
 
 

@@ -80,7 +80,7 @@ async def responses(request: Request) -> JSONResponse | StreamingResponse:
     api_key = state.auth.key_of(request)
     body = await parse_body(request, ResponsesRequest)
     chat = body.to_chat()
-    await state.admit(chat, api_key)  # [state hook] per-key rate limits: 429 + Retry-After before routing
+    await state.admit(chat, api_key)  # [state hook] rate limits (429 + Retry-After) and budget reservation
     plan = await plan_route(state, chat, api_key)
     if chat.stream:
         return await cancel_on_disconnect(request, _stream(state, chat, plan, api_key))
