@@ -30,3 +30,10 @@ def cost_usd(prices: Prices, input_tokens: float, output_tokens: float) -> float
 def estimated_tokens(text: str) -> float:
     """Tokens in `text` by the rule of thumb (before a tier has counted them)."""
     return len(text) / CHARS_PER_TOKEN
+
+
+def expected_tokens(text: str, token_limit: int | None) -> tuple[float, float]:
+    """(input, output) tokens a request is expected to use, before a tier has counted them: its text by the rule
+    of thumb, its output limit or the default answer length. The budget policy, the budget reservation and the
+    rate limits all estimate so."""
+    return estimated_tokens(text), float(token_limit or DEFAULT_OUTPUT_TOKENS)

@@ -1,6 +1,7 @@
 """Two gateway replicas sharing budget and tier health through a real redis-server (skipped without one).
 
-Each test starts its own redis-server on a free loopback port, without persistence, and stops it afterwards.
+Each test starts its own redis-server on a free loopback port, without persistence, and stops it afterwards
+(the `redis_server` and `backends` fixtures are in this folder's conftest.py).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,7 +24,7 @@ from tierwise.config import settings_from_dict
 from tierwise.gateway.app import create_app
 from tierwise.state import key_digest
 from tierwise.testing.servers import free_port, serve_in_thread
-from tierwise.testing.stub_backend import StubBehavior, create_stub_app
+from tierwise.testing.stub_backend import create_stub_app
 
 pytestmark = pytest.mark.slow
 
@@ -34,18 +36,20 @@ SYNC_S = 0.1
 class RedisServer:
     """redis-server on 127.0.0.1:port, which a test may stop and start again (empty: nothing is saved)."""
 
-    def __init__(self, port: int, *, password: str | None = None) -> None:
+    def __init__(self, port: int, *, password: str | None = None, aof_dir: Path | None = None) -> None:
         self.port = port
         self.password = password
+        self.aof_dir = aof_dir  # set: an append-only file, fsynced at every write, survives a kill
         self.process: subprocess.Popen[bytes] | None = None
         self.client = redis.Redis(port=port, password=password, decode_responses=True, socket_timeout=2,
                                   socket_connect_timeout=2)
 
     def start(self) -> None:
         auth = ["--requirepass", self.password] if self.password else []
+        aof = (["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.aof_dir)] if self.aof_dir
+               else ["--appendonly", "no"])
         self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             *auth],
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", *aof, *auth],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         wait_for(self._answers, what="redis-server to answer")
@@ -75,10 +79,10 @@ def wait_for(check: Callable[[], bool], *, what: str, timeout_s: float = 10.0) -
 
 
 @contextlib.contextmanager
-def running_redis(*, password: str | None = None) -> Iterator[RedisServer]:
+def running_redis(*, password: str | None = None, aof_dir: Path | None = None) -> Iterator[RedisServer]:
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed (Debian: apt-get install redis-server)")
-    server = RedisServer(free_port(), password=password)
+    server = RedisServer(free_port(), password=password, aof_dir=aof_dir)
     server.start()
     try:
         yield server
@@ -87,36 +91,20 @@ def running_redis(*, password: str | None = None) -> Iterator[RedisServer]:
         server.client.close()
 
 
-@pytest.fixture
-def redis_server() -> Iterator[RedisServer]:
-    with running_redis() as server:
-        yield server
-
-
-@pytest.fixture
-def backends() -> Iterator[dict[str, tuple[str, StubBehavior]]]:
-    """Two stub backends, shared by every replica."""
-    with contextlib.ExitStack() as stack:
-        found = {}
-        for name in ("edge", "cloud"):
-            behavior = StubBehavior()
-            found[name] = (stack.enter_context(serve_in_thread(create_stub_app(behavior))) + "/v1", behavior)
-        yield found
-
-
 def replicas(stack: contextlib.ExitStack, redis_port: int, tiers: list[dict[str, Any]], n: int = 2) -> list[str]:
     return [url for url, _ in replica_apps(stack, redis_port, tiers, n)]
 
 
 def replica_apps(
-    stack: contextlib.ExitStack, redis_port: int, tiers: list[dict[str, Any]], n: int = 2
+    stack: contextlib.ExitStack, redis_port: int, tiers: list[dict[str, Any]], n: int = 2,
+    *, policies: dict[str, Any] | None = None,
 ) -> list[tuple[str, Any]]:
     """N gateways on one Redis: (base URL, app) each."""
     config = {
         "tiers": tiers,
         "gateway": {"state_url": f"redis://127.0.0.1:{redis_port}/0", "state_sync_interval_s": SYNC_S,
                     "failure_threshold": 2, "cooldown_s": 60, "probe_interval_s": 60},
-        "policies": {"daily_budget_usd": BUDGET},
+        "policies": {"daily_budget_usd": BUDGET} if policies is None else policies,
     }
     apps = [create_app(settings_from_dict(config)) for _ in range(n)]
     return [(stack.enter_context(serve_in_thread(app)), app) for app in apps]

@@ -21,10 +21,11 @@ from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.limits import BodySizeLimit
 from tierwise.gateway.metrics import GatewayMetrics
 from tierwise.gateway.request_id import RequestIdMiddleware
+from tierwise.gateway.request_scope import RequestScopeMiddleware
 from tierwise.gateway.routes import chat, completions, embeddings, health, metrics, models, responses
 from tierwise.gateway.service import ChatService
 from tierwise.gateway.state import GatewayState
-from tierwise.routing.budget import BudgetLedger
+from tierwise.routing.budget import BudgetLedger, SpendLedger
 from tierwise.routing.cascade import CascadeCheck
 from tierwise.routing.router import Router, build_router
 from tierwise.routing.text_forms import normalise
@@ -61,6 +62,8 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
                 with contextlib.suppress(asyncio.CancelledError):
                     await prober
         finally:
+            if state.rate_limits is not None:
+                await state.rate_limits.aclose()
             if state.shared is not None:
                 await state.shared.aclose()  # pushes spending still queued when Redis answers
             for tier in started:
@@ -78,6 +81,7 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
         allowed_hosts=frozenset(h.lower() for h in allowed) if allowed is not None
         else default_allowed_hosts(keyed=keyed, listen_host=settings.gateway.host),
     )
+    app.add_middleware(RequestScopeMiddleware)  # what a request holds in the shared state, released at its end
     app.add_middleware(RequestIdMiddleware)  # added last: outermost, so even refusals carry the id
     for module in (chat, completions, responses, embeddings, models, health, metrics):
         app.include_router(module.router)
@@ -97,6 +101,19 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
     keys = list(gw.api_keys)
     if gw.api_keys_env:
         keys += [k.strip() for k in os.environ.get(gw.api_keys_env, "").split(",") if k.strip()]
+    limits, rate_limiter = settings.policies.rate_limits, None
+    if limits is not None:
+        from tierwise.state.rate_limits import RateLimiter
+
+        rate_limiter = RateLimiter(limits, store=shared, registry=metrics_.registry)
+    inner_ledger: SpendLedger = shared.ledger if shared is not None else BudgetLedger()
+    ledger, guard = inner_ledger, None
+    if settings.policies.daily_budget_usd is not None:  # concurrent requests hold what they may spend
+        from tierwise.state.budget_guard import BudgetGuard, ReservingLedger
+
+        guard, ledger = BudgetGuard(inner_ledger, store=shared), ReservingLedger(inner_ledger)
+        if shared is not None:
+            shared.budget_guard = guard
     return GatewayState(
         settings=settings,
         tiers=tiers,
@@ -105,9 +122,11 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
         router=router or build_router(settings.router),
         metrics=metrics_,
         auth=ApiKeyAuth(keys),
-        ledger=shared.ledger if shared is not None else BudgetLedger(),
+        ledger=ledger,
         cascade=load_cascade(settings, list(tiers)),
         shared=shared,
+        rate_limits=rate_limiter,
+        budget_guard=guard,
     )
 
 

@@ -75,17 +75,13 @@ class RequestTrace:
         """The response's `tierwise` object: the one place the decision is serialised."""
         plan, choice = self.plan, self.plan.choice
         reasons = plan.reasons
-        out: dict[str, Any] = {"router": choice.router if choice else "pinned"}
+        # the router's own fields as it serialises them (fallbacks, predicted quality, expected cost)
+        out: dict[str, Any] = choice.to_dict() if choice is not None else {"router": "pinned"}
         if self.tier is not None:
             out |= {"tier": self.tier.name, "location": self.tier.location, "model": self.tier.model_name}
-        if choice is not None:
-            out["fallbacks"] = choice.fallbacks
+        out.pop("excluded", None)
         if plan.excluded:
             out["excluded"] = plan.excluded
-        if choice is not None and choice.predicted_quality is not None:
-            out["predicted_quality"] = {k: round(v, 4) for k, v in choice.predicted_quality.items()}
-        if choice is not None and choice.expected_cost_usd is not None:
-            out["expected_cost_usd"] = {k: float(f"{v:.3g}") for k, v in choice.expected_cost_usd.items()}
         if plan.policy.pii_kinds:
             out["personal_data"] = sorted(plan.policy.pii_kinds)
         if self.attempts:

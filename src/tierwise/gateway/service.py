@@ -70,6 +70,7 @@ class ChatService:
         if chat.model != "auto" and chat.model not in state.tiers:
             known = ", ".join(["auto", *state.tiers])
             raise ModelNotFound(f"model {chat.model!r} does not exist; choose one of: {known}", param="model")
+        await state.admit(chat, api_key)  # rate limits (429 + Retry-After), and the budget this request reserves
         conversation = chat.outbound_text
         policies = state.settings.policies
         pii_kinds = None
@@ -172,4 +173,5 @@ class ChatService:
             int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
         )
         self.state.ledger.charge(api_key, cost)
+        self.state.settle_usage(usage)  # the rate limit's token estimate corrected, the reservation released
         trace.add_cost(cost)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tierwise.config import Settings
 from tierwise.gateway.auth import ApiKeyAuth
@@ -18,7 +19,10 @@ from tierwise.routing.router import Router, TierView
 from tierwise.tiers.base import Tier, TierHealth
 
 if TYPE_CHECKING:
-    from tierwise.state import SharedStateStore
+    from tierwise.gateway.request_scope import RequestScope
+    from tierwise.protocol import ChatCompletionRequest
+    from tierwise.state import RateLimiter, SharedStateStore
+    from tierwise.state.budget_guard import BudgetGuard
 
 log = logging.getLogger("tierwise.gateway")
 
@@ -35,7 +39,39 @@ class GatewayState:
     ledger: SpendLedger  # in-process, or `shared.ledger` when budget and tier health are shared through Redis
     cascade: CascadeCheck | None = None
     shared: SharedStateStore | None = None  # with gateway.state_url; synced in the background while serving
+    rate_limits: RateLimiter | None = None  # policies.rate_limits, admitted at each request's entry
+    budget_guard: BudgetGuard | None = None  # with policies.daily_budget_usd: budget reserved at each entry
     last_probe: dict[str, TierHealth] = field(default_factory=dict)  # tier -> its latest probe's result
+
+    async def admit(self, chat: ChatCompletionRequest, api_key: str | None) -> None:
+        """Count the request against its key's rate limits (`policies.rate_limits`; RateLimited, a 429, when
+        over) and reserve its expected cost from the key's budget. Called once per request, before routing."""
+        if self.rate_limits is not None:
+            from tierwise.state.rate_limits import estimated_tokens
+
+            await self.rate_limits.admit(api_key, estimated_tokens(chat))
+        budget = self.settings.policies.daily_budget_usd
+        if self.budget_guard is not None and budget is not None:
+            from tierwise.gateway.request_scope import current_scope
+            from tierwise.state.budget_guard import expected_costs
+
+            views = [v for v in self.tier_views() if chat.model in ("auto", v.name)]
+            await self.budget_guard.reserve(current_scope(), api_key, expected_costs(chat, views), budget_usd=budget)
+
+    def settle_usage(self, usage: Mapping[str, Any]) -> None:
+        """A tier's answer was charged: correct the admitted token estimate with its real usage, and release the
+        budget reserved for it (sent to Redis with the charge)."""
+        if self.rate_limits is not None:
+            self.rate_limits.settle_current(usage)
+        if self.budget_guard is not None:
+            from tierwise.gateway.request_scope import current_scope
+
+            self.budget_guard.release(current_scope())
+
+    def end_request(self, scope: RequestScope) -> None:
+        """The request is over (answered, refused or failed): release what it still holds."""
+        if self.budget_guard is not None:
+            self.budget_guard.release(scope)
 
     def ttft_estimates_ms(self) -> dict[str, float]:
         """Measured time to first token plus the configured network round trip, for tiers measured so far."""
@@ -47,7 +83,14 @@ class GatewayState:
         return estimates
 
     def tier_views(self) -> list[TierView]:
-        """The tiers as a router sees them, in config order."""
+        """The tiers as a router sees them, in config order.
+
+        With shared state, `in_flight` is every live replica's count together (this one's live, the others' as
+        of the last sync), and `max_concurrent` — a per-replica limit — is multiplied by the live replicas, so
+        the saturation policy compares the fleet's load with the fleet's capacity (and with
+        `cloud_max_in_flight`, a limit for the whole fleet)."""
+        shared = self.shared.in_flight if self.shared is not None else None
+        replicas = shared.replicas() if shared is not None else 1
         views = []
         for name, tier in self.tiers.items():
             tracker = self.health[name]
@@ -58,8 +101,8 @@ class GatewayState:
                     input_per_mtok=tier.cost.input_per_mtok,
                     output_per_mtok=tier.cost.output_per_mtok,
                     healthy=tracker.available(),
-                    in_flight=tracker.in_flight,
-                    max_concurrent=tier.config.max_concurrent,
+                    in_flight=tracker.in_flight + (shared.others(name) if shared is not None else 0),
+                    max_concurrent=tier.config.max_concurrent * replicas,
                 )
             )
         return views

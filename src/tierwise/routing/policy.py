@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from tierwise.costs import DEFAULT_OUTPUT_TOKENS, cost_usd, estimated_tokens
+from tierwise.costs import cost_usd, expected_tokens
 from tierwise.errors import InvalidRequest, NoTierAvailable, PolicyRefused, RateLimited, TierwiseError
 from tierwise.routing.pii import pii_kinds_found
 from tierwise.routing.router import RouteRequest, TierView
@@ -188,11 +188,10 @@ class BudgetPolicy(Policy):
         if budget is None:
             return {}
         left = budget - ctx.spent_today_usd
-        text = ctx.request.conversation or ctx.request.prompt
-        out_tokens = ctx.request.max_tokens or DEFAULT_OUTPUT_TOKENS
+        tokens = expected_tokens(ctx.request.conversation or ctx.request.prompt, ctx.request.max_tokens)
         out: dict[str, str] = {}
         for t in tiers:
-            cost = cost_usd(t, estimated_tokens(text), out_tokens)
+            cost = cost_usd(t, *tokens)
             if cost > 0 and cost > left:
                 out[t.name] = f"daily budget: {max(left, 0.0):.4g} of {budget:g} USD left, this request ~{cost:.3g} USD"
         return out

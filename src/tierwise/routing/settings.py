@@ -16,6 +16,24 @@ PiiKind = Literal["email", "phone", "cn_id", "bank_card", "ip"]
 ALL_PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "cn_id", "bank_card", "ip")
 
 
+class RateLimit(BaseModel):
+    """Requests and tokens (prompt + completion) one API key may use per minute; None: no such limit."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_minute: int | None = Field(default=None, ge=1)
+    tokens_per_minute: int | None = Field(default=None, ge=1)
+
+
+class RateLimitSettings(RateLimit):
+    """The `policies.rate_limits` section: limits for every key, and `per_key` limits that replace them.
+
+    `per_key` is keyed by the API key itself or by `sha256:<hex digest of the key>` (so a config file need not
+    hold raw keys). With `gateway.state_url` the limits hold across all replicas together."""
+
+    per_key: dict[str, RateLimit] = Field(default_factory=dict)
+
+
 class PolicySettings(BaseModel):
     """Hard rules applied before predicted quality; a request the rules forbid everywhere is refused.
 
@@ -25,6 +43,7 @@ class PolicySettings(BaseModel):
     - `daily_budget_usd`: per API key per UTC day; over it, only tiers that cost nothing may serve.
     - `cloud_max_in_flight`: a cloud tier with this many requests in flight sheds to the edge (the tier's own
       `max_concurrent` applies too, whichever is smaller).
+    - `rate_limits`: requests and tokens per minute per API key; past them a 429 with Retry-After.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +54,7 @@ class PolicySettings(BaseModel):
     ttft_slo_ms: float | None = Field(default=None, gt=0)
     daily_budget_usd: float | None = Field(default=None, ge=0)
     cloud_max_in_flight: int | None = Field(default=None, ge=1)
+    rate_limits: RateLimitSettings | None = None
 
 
 class CascadeSettings(BaseModel):

@@ -1,8 +1,11 @@
-"""The gateway's link to Redis: one background task that syncs the shared ledger and breakers, and reconnects.
+"""The gateway's link to Redis: one background task that syncs the shared ledger, breakers and in-flight counts,
+and reconnects.
 
-A sync is one MULTI/EXEC transaction: add the queued charges, apply the queued breaker events, read back today's
-spending hash and every tier's hash. When Redis does not answer, the gateway keeps serving on its local state,
-the gauge `tierwise_shared_state_up` reads 0, and the next syncs retry (redis-py reconnects by itself).
+A sync is one MULTI/EXEC transaction: add the queued charges, apply the queued breaker events, write this
+replica's in-flight heartbeat, read back today's spending hash, every tier's hash and every replica's in-flight
+counts. When Redis does not answer (a sync fails, or the rate limiter's check does: `mark_down`), the gateway
+keeps serving on its local state, the gauge `tierwise_shared_state_up` reads 0, and the next syncs retry (redis-py
+reconnects by itself); the first that succeeds marks Redis up again.
 
 Usage::
 
@@ -32,11 +35,18 @@ from tierwise.errors import ConfigError
 from tierwise.gateway.health import TierHealthTracker
 from tierwise.routing.budget import utc_day
 from tierwise.state.breakers import RECORD_SCRIPT, SharedBreakers, tier_key
+from tierwise.state.budget_guard import RELEASE_SCRIPT, BudgetGuard, reserve_prefix
+from tierwise.state.in_flight import INFLIGHT_KEY, SharedInFlight
 from tierwise.state.spend import SPEND_TTL_S, SharedBudgetLedger, spend_key
 
 log = logging.getLogger("tierwise.gateway")
 
 SOCKET_TIMEOUT_S = 1.0  # a sync waits at most this long on an unresponsive Redis
+
+
+def in_flight_ttl_s(interval_s: float) -> float:
+    """How long a replica's in-flight heartbeat counts: several missed syncs, and never under 2 s."""
+    return max(2.0, 4 * interval_s)
 
 
 class SharedStateStore:
@@ -49,13 +59,17 @@ class SharedStateStore:
         ledger: SharedBudgetLedger,
         breakers: SharedBreakers,
         interval_s: float,
+        in_flight: SharedInFlight | None = None,
         registry: CollectorRegistry | None = None,
     ) -> None:
         self.client = client
         self.ledger = ledger
         self.breakers = breakers
         self.interval_s = interval_s
+        self.in_flight = in_flight or SharedInFlight(breakers.trackers, ttl_s=in_flight_ttl_s(interval_s))
+        self.budget_guard: BudgetGuard | None = None  # set by the gateway: its releases go with the charges
         self.up = False
+        self.last_error = "not synced yet"
         self.gauge = Gauge(
             "tierwise_shared_state_up", "1 while the shared state store (Redis) answers, else 0", registry=registry
         )
@@ -106,48 +120,82 @@ class SharedStateStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-            await self.sync()
+            await self.sync(leaving=True)
         if self.ledger.queued_usd() > 0:
             log.warning("shared state: %.6g USD of spending could not be written to Redis", self.ledger.queued_usd())
         await self.client.aclose()
 
-    async def sync(self) -> bool:
-        """Push queued charges and breaker events, read back the shared view; False if Redis did not answer."""
+    async def sync(self, *, leaving: bool = False) -> bool:
+        """Push queued charges, breaker events and the in-flight heartbeat, read back the shared view; False if
+        Redis did not answer. `leaving`: this replica's in-flight field is removed instead of written."""
         day = utc_day()
         charges = self.ledger.take_queued()
+        releases = self.budget_guard.take_releases() if self.budget_guard is not None else {}
         events = self.breakers.take_events()
         tiers = list(self.breakers.trackers)
         try:
-            results = await self._exchange(day, charges, events, tiers)
+            results = await self._exchange(day, (charges, releases), events, tiers, leaving=leaving)
         except (RedisError, OSError) as err:
             self.ledger.restore()
+            if self.budget_guard is not None:
+                self.budget_guard.restore_releases(releases)
             self.breakers.restore(events)
-            self._mark(up=False, why=f"{type(err).__name__}: {err}")
+            self.mark_down(f"{type(err).__name__}: {err}")
             return False
-        self.ledger.confirm(day, {digest: float(usd) for digest, usd in results[-1 - len(tiers)].items()})
-        self.breakers.adopt(dict(zip(tiers, results[len(results) - len(tiers):], strict=True)))
+        spending, *tier_hashes, in_flight = results[-2 - len(tiers):]
+        self.ledger.confirm(day, {digest: float(usd) for digest, usd in spending.items()})
+        self.breakers.adopt(dict(zip(tiers, tier_hashes, strict=True)))
+        self.in_flight.adopt(in_flight)
         self._mark(up=True)
         return True
 
-    async def _exchange(self, day: Any, charges: Any, events: Any, tiers: list[str]) -> list[Any]:
+    async def _exchange(self, day: Any, money: Any, events: Any, tiers: list[str], *, leaving: bool) -> list[Any]:
+        charges, releases = money
+        replica = self.in_flight.replica_id
         async with self.client.pipeline(transaction=True) as pipe:
             for (charge_day, digest), usd in charges.items():
                 pipe.hincrbyfloat(spend_key(charge_day), digest, usd)
                 pipe.expire(spend_key(charge_day), SPEND_TTL_S)
+            for (reserve_day, digest), usd in releases.items():  # in the same transaction as the charges
+                pipe.eval(RELEASE_SCRIPT, 1, reserve_prefix(reserve_day) + replica, digest, repr(usd))
+            pipe.expire(reserve_prefix(day) + replica, int(self.in_flight.ttl_s) + 1)  # the reservations' heartbeat
             for event in events:
                 pipe.eval(RECORD_SCRIPT, 1, tier_key(event.tier), *self.breakers.script_args(event))
+            gone = [*self.in_flight.stale, *([self.in_flight.replica_id] if leaving else [])]
+            if gone:
+                pipe.hdel(INFLIGHT_KEY, *gone)
+            if not leaving:
+                pipe.hset(INFLIGHT_KEY, self.in_flight.replica_id, self.in_flight.heartbeat())
+            pipe.expire(INFLIGHT_KEY, SPEND_TTL_S)  # no replica left: the hash goes too
             pipe.hgetall(spend_key(day))
             for name in tiers:
                 pipe.hgetall(tier_key(name))
+            pipe.hgetall(INFLIGHT_KEY)
             return list(await pipe.execute())
+
+    def mark_down(self, why: str) -> None:
+        """Redis did not answer (a sync, or a rate-limit check): serve on local state until a sync succeeds."""
+        self._mark(up=False, why=why)
+
+    def report(self, *, detailed: bool) -> dict[str, object]:
+        """For /healthz: whether Redis answers, and what falls back to this replica's own state meanwhile."""
+        entry: dict[str, object] = {"up": self.up}
+        if not self.up:
+            entry["fallback"] = "serving on this replica's own budget, tier health, rate limits and in-flight counts"
+        if detailed:
+            entry["replicas"] = self.in_flight.replicas()
+            if not self.up:
+                entry["error"] = self.last_error
+        return entry
 
     def _mark(self, *, up: bool, why: str = "") -> None:
         if up != self.up:
             if up:
-                log.info("shared state: Redis answers; syncing budget and tier health again")
+                log.info("shared state: Redis answers; syncing budget, tier health and rate limits again")
             else:
                 log.warning("shared state: Redis unreachable (%s); serving on local state", why)
         self.up = up
+        self.last_error = "" if up else why
         self.gauge.set(1 if up else 0)
 
     async def _sync_forever(self) -> None:

@@ -2,7 +2,9 @@
 
 No upstream call is made per request (an open endpoint must not be a relay that hammers the backends with the
 gateway's keys). With API keys configured, a caller without a valid key learns only the overall status and which
-tiers are available; details (probe texts, latencies, locations) need a key.
+tiers are available; details (probe texts, latencies, locations) need a key. With `gateway.state_url`,
+`shared_state` says whether Redis answers (while it does not, the status is at best "degraded": budget, breakers,
+rate limits and in-flight counts fall back to this replica's own).
 """
 
 from __future__ import annotations
@@ -16,7 +18,13 @@ router = APIRouter()
 @router.get("/healthz")
 async def healthz(request: Request) -> JSONResponse:
     state = request.app.state.tierwise
-    tiers = state.health_report(detailed=state.auth.accepts(request))
+    detailed = state.auth.accepts(request)
+    tiers = state.health_report(detailed=detailed)
     available = [name for name, t in tiers.items() if t["available"]]
     status = "ok" if len(available) == len(tiers) else "degraded" if available else "down"
-    return JSONResponse({"status": status, "tiers": tiers}, status_code=200 if available else 503)
+    body: dict[str, object] = {"status": status, "tiers": tiers}
+    if state.shared is not None:  # Redis down: still serving, on this replica's own state
+        body["shared_state"] = state.shared.report(detailed=detailed)
+        if not state.shared.up and status == "ok":
+            body["status"] = "degraded"
+    return JSONResponse(body, status_code=200 if available else 503)
