@@ -25,7 +25,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response, Strea
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from tierwise.gateway.connection_limits import ClientConnections, ConnectionLimits, fd_budget_problem, protocol_class
+from tierwise.gateway.connection_limits import ClientConnections, ConnectionLimits, fd_budget_problem
+from tierwise.gateway.limited_protocol import protocol_class
 from tierwise.testing.servers import free_port
 
 pytestmark = pytest.mark.slow  # real servers on 127.0.0.1, up to a few seconds each

@@ -31,7 +31,8 @@ def serve(
     from tierwise.bundled import default_settings
     from tierwise.config import load_settings
     from tierwise.gateway.app import create_app
-    from tierwise.gateway.connection_limits import ConnectionLimits, fd_budget_problem, protocol_class
+    from tierwise.gateway.connection_limits import ConnectionLimits, fd_budget_problem
+    from tierwise.gateway.limited_protocol import protocol_class
     from tierwise.gateway.workers import export_settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -44,7 +44,8 @@ def create_worker_app() -> FastAPI:
 def __getattr__(name: str) -> Any:
     # `HttpProtocol` is built on first access (when uvicorn imports it in a worker), not at import.
     if name == "HttpProtocol":
-        from tierwise.gateway.connection_limits import ConnectionLimits, protocol_class
+        from tierwise.gateway.connection_limits import ConnectionLimits
+        from tierwise.gateway.limited_protocol import protocol_class
 
         connections = worker_settings().gateway.connections.model_dump()
         connections.pop("backlog")
