@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("tierwise.tiers")
 
 STOP_TIMEOUT_S = 5.0  # how long aclose() waits for a worker to exit before killing it
-_RESTART_BACKOFF_S = (0.5, 30.0)
-_CONFIDENCE_KEPT = 1024  # answers whose confidence is kept for the gateway to read after the stream  # first and longest wait between attempts to reload a dead worker's model
+_RESTART_BACKOFF_S = (0.5, 30.0)  # first and longest wait between attempts to reload a dead worker's model
+_CONFIDENCE_KEPT = 1024  # answers whose confidence is kept for the gateway to read after the stream
 
 
 class LlamaCppTier(Tier):
