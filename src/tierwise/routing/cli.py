@@ -13,6 +13,7 @@ from tierwise.routing.router import RouteRequest, TierView
 
 if TYPE_CHECKING:
     from tierwise.outcomes import OutcomeTable
+    from tierwise.routing.answer_signals import AnswerConfidence
 
 
 def _parse_prices(spec: str | None) -> dict[str, tuple[float, float]]:
@@ -38,6 +39,19 @@ def _log_labels(path: Path) -> OutcomeTable:
     if not rows:
         raise typer.BadParameter(f"{path} holds no labels yet: run `tierwise label` first", param_hint="--log")
     return labels_table(rows)
+
+
+def _log_answers(path: Path, model: str) -> tuple[OutcomeTable, list[AnswerConfidence | None]]:
+    from tierwise.traffic import store
+    from tierwise.traffic.labels import cascade_table
+
+    if not path.is_file():
+        raise typer.BadParameter(f"{path} does not exist", param_hint="--log")
+    conn = store.connect(path)
+    try:
+        return cascade_table(conn, model)
+    finally:
+        conn.close()
 
 
 def train(
@@ -111,8 +125,14 @@ def train(
 
 
 def train_cascade_command(
-    data: Annotated[Path, typer.Option("--data", help="outcome file or directory holding the model's answers")],
     model: Annotated[str, typer.Option("--model", help="the model (outcome column) whose answers are checked")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="outcome file or directory holding the model's answers")
+    ] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option("--log", help="decision log: the model's labelled answers, with its confidence in each"),
+    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="cascade file to write (JSON)")] = Path("cascade.json"),
     format: Annotated[str, typer.Option("--format", help="auto | routellm | mmlu-pro | generic")] = "auto",
     escalate_share: Annotated[
@@ -124,11 +144,18 @@ def train_cascade_command(
     from tierwise.outcomes import load_outcomes
     from tierwise.routing.cascade import train_cascade
 
-    table = load_outcomes(data, format=format)
+    if (data is None) == (log is None):
+        raise typer.BadParameter("give either --data or --log", param_hint="--data")
+    confidences = None
+    if log is not None:
+        table, confidences = _log_answers(log, model)
+    else:
+        assert data is not None
+        table = load_outcomes(data, format=format)
     if model not in table.models:
         raise typer.BadParameter(f"unknown model {model!r}; the data has {table.models}", param_hint="--model")
     try:
-        check = train_cascade(table, model, escalate_share=escalate_share, folds=folds)
+        check = train_cascade(table, model, escalate_share=escalate_share, folds=folds, confidences=confidences)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--data") from None
     path = check.save(output)

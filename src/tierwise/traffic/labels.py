@@ -14,12 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tierwise.outcomes import CHARS_PER_TOKEN, OutcomeTable, generic_table, text_id
+from tierwise.routing.answer_signals import AnswerConfidence
+from tierwise.traffic import store
 from tierwise.traffic.judge import grading_prompt
 from tierwise.traffic.record import DecisionRecord
 
@@ -101,3 +106,18 @@ def _row(r: DecisionRecord, model: str, score: float | None, response: str, judg
 def labels_table(rows: Sequence[dict[str, Any]]) -> OutcomeTable:
     """The label rows as an `OutcomeTable` (the generic format's rules: one row per query, later labels win)."""
     return generic_table(rows)
+
+
+def cascade_table(conn: sqlite3.Connection, model: str) -> tuple[OutcomeTable, list[AnswerConfidence | None]]:
+    """`model`'s served answers that a judge graded, one row per request, with the model's own confidence in
+    each (where its tier reported one): what `train_cascade(..., confidences=)` learns from."""
+    served = [r for r in store.read_labels(conn) if r["kind"] == "served" and r["model"] == model]
+    confidence = {r.request_id: r.confidence for r in store.read_records(conn)}
+    table = OutcomeTable(
+        queries=[str(r["query"]) for r in served],
+        models=[model],
+        scores=np.array([[float(r["score"])] for r in served]).reshape(len(served), 1),
+        query_ids=[str(r["request_id"]) for r in served],
+        responses={model: [str(r["response"] or "") for r in served]},
+    )
+    return table, [confidence.get(str(r["request_id"])) for r in served]
