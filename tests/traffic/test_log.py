@@ -133,3 +133,16 @@ def test_the_writer_prunes_on_its_own(tmp_path: Path) -> None:
 def test_bad_settings_are_refused(tmp_path: Path, bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         DecisionLogSettings(path=tmp_path / "x", **bad)  # type: ignore[arg-type]
+
+
+def test_the_config_takes_a_log_section_and_names_a_wrong_key(tmp_path: Path) -> None:
+    from tierwise.config import settings_from_dict
+    from tierwise.errors import ConfigError
+
+    tiers = [{"name": "cloud", "location": "cloud", "backend": "openai", "base_url": "http://x/v1", "model": "m"}]
+    settings = settings_from_dict({"tiers": tiers, "router": {"log": {"path": str(tmp_path / "t.sqlite"),
+                                                                      "keep_text": True, "location": "device"}}})
+    assert settings.router.log is not None and settings.router.log.location == "device"
+    assert settings.router.reload_every_s == 5.0
+    with pytest.raises(ConfigError, match=r"router\.log\.keep_txt"):
+        settings_from_dict({"tiers": tiers, "router": {"log": {"path": "t.sqlite", "keep_txt": True}}})
