@@ -14,7 +14,9 @@ mixed with the cold data, and written to the router file the reloader watches.
 
 Prints, per retrain, quality at 30 % cloud calls on the unseen traffic (tolerance set on those predictions so
 that exactly 30 % go to the cloud), next to the cold router and a router trained offline on the full outcomes
-of the stream (80 % of the traffic); plots it to bench/plots/traffic_replay.png. Also times DecisionLog.append.
+of the stream (80 % of the traffic), mean ± std over `--seeds` shuffles; plots it to
+bench/plots/traffic_replay.png. Also times DecisionLog.append, the writer, and what the log adds to a simulated
+request on one event loop (`--overhead-only`: just that).
 
     python bench/traffic_replay.py [--data ../shared/datasets/mmlu_pro/outcomes.csv.gz] [--label-share 0.05 0.5]
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import tempfile
 import time
 from dataclasses import dataclass
@@ -163,6 +166,38 @@ def append_cost(work: Path, n: int = 20_000) -> tuple[float, float, float]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 99)), log.written / elapsed
 
 
+def loop_overhead(work: Path, n: int = 20_000) -> tuple[float, float, float, float]:
+    """(p50, p99 µs per simulated request without the log; p50, p99 with it) on one event loop.
+
+    A "request" is a stand-in for the gateway's own work (JSON-encode and decode a 2 KB chat body, then yield to
+    the loop); with the log each also builds a DecisionRecord and appends it while the writer thread runs, so
+    what the writer takes from the event loop (the GIL while it builds rows) is counted too."""
+    payload = {"model": "auto", "messages": [{"role": "user", "content": "x" * 2000}], "max_tokens": 64}
+
+    async def serve(log: DecisionLog | None) -> list[float]:
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter_ns()
+            body = json.loads(json.dumps(payload))
+            if log is not None:
+                log.append(DecisionRecord(request_id=f"r{i}", time=time.time(), tier="device", model="m",
+                                          router="learned", router_version="v", reasons=["r"] * 3,
+                                          allowed=["device", "edge", "cloud"],
+                                          predicted_quality={"device": 0.5, "edge": 0.6, "cloud": 0.8},
+                                          latency_ms=1.0, prompt=body["messages"][0]["content"], answer="a" * 800))
+            await asyncio.sleep(0)
+            times.append((time.perf_counter_ns() - t0) / 1000)
+        return times
+
+    without = asyncio.run(serve(None))
+    log = DecisionLog(DecisionLogSettings(path=work / "overhead.sqlite", keep_text=True, queue_size=n + 1))
+    log.start()
+    with_log = asyncio.run(serve(log))
+    log.close()
+    return (float(np.percentile(without, 50)), float(np.percentile(without, 99)),
+            float(np.percentile(with_log, 50)), float(np.percentile(with_log, 99)))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -171,7 +206,16 @@ def main() -> None:
     parser.add_argument("--retrain-every", type=int, default=500)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument("--overhead-only", action="store_true")
     args = parser.parse_args()
+    if args.overhead_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            p50, p99, rate = append_cost(Path(tmp))
+            o = loop_overhead(Path(tmp))
+        print(f"append p50 {p50:.1f} µs, p99 {p99:.1f} µs; writer {rate:,.0f} records/s")
+        print(f"simulated request: p50 {o[0]:.1f} / p99 {o[1]:.1f} µs without the log, p50 {o[2]:.1f} / p99 "
+              f"{o[3]:.1f} µs with it: +{o[2] - o[0]:.1f} µs p50")
+        return
     started = time.perf_counter()
     full = load_mmlu_pro(args.data).select_models([t.model for t in parse_tiers(TIERS)])
     full = full.subset(np.flatnonzero(full.complete_rows()))
@@ -205,7 +249,8 @@ def main() -> None:
                     stream_us += us
             seeds.append(result)
         append = append_cost(Path(tmp))
-    _report(seeds, stream_us, append, args, time.perf_counter() - started)
+        overhead = loop_overhead(Path(tmp))
+    _report(seeds, stream_us, append, overhead, args, time.perf_counter() - started)
 
 
 @dataclass
@@ -224,7 +269,7 @@ def _ms(values: list[float]) -> str:
 
 
 def _report(seeds: list[Seed], stream_us: list[float], append: tuple[float, float, float],
-            args: argparse.Namespace, seconds: float) -> None:
+            overhead: tuple[float, float, float, float], args: argparse.Namespace, seconds: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -259,6 +304,9 @@ def _report(seeds: list[Seed], stream_us: list[float], append: tuple[float, floa
           f"p99 {np.percentile(stream_us, 99):.1f} µs ({len(stream_us)} appends)")
     print(f"DecisionLog.append, 20,000 in a row: p50 {append[0]:.1f} µs, p99 {append[1]:.1f} µs; "
           f"writer {append[2]:,.0f} records/s")
+    print(f"simulated request on one event loop: p50 {overhead[0]:.1f} µs / p99 {overhead[1]:.1f} µs without the "
+          f"log, p50 {overhead[2]:.1f} µs / p99 {overhead[3]:.1f} µs with it: the log adds "
+          f"{overhead[2] - overhead[0]:.1f} µs p50")
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for name in names:
         x = [p.labelled for p in seeds[0].runs[name]]
