@@ -146,3 +146,14 @@ def test_the_config_takes_a_log_section_and_names_a_wrong_key(tmp_path: Path) ->
     assert settings.router.reload_every_s == 5.0
     with pytest.raises(ConfigError, match=r"router\.log\.keep_txt"):
         settings_from_dict({"tiers": tiers, "router": {"log": {"path": "t.sqlite", "keep_txt": True}}})
+
+
+def test_a_log_that_cannot_be_opened_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
+    from tierwise.errors import ConfigError
+
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(ConfigError, match=r"router\.log\.path"):
+        DecisionLog(DecisionLogSettings(path=tmp_path / "file" / "t.sqlite")).start()
+    (tmp_path / "garbage.sqlite").write_bytes(b"this is not a database" * 100)
+    with pytest.raises(ConfigError, match="cannot open"):
+        DecisionLog(DecisionLogSettings(path=tmp_path / "garbage.sqlite")).start()

@@ -25,7 +25,7 @@ import numpy as np
 from tierwise.outcomes import CHARS_PER_TOKEN, OutcomeTable, generic_table, text_id
 from tierwise.routing.answer_signals import AnswerConfidence
 from tierwise.traffic import store
-from tierwise.traffic.judge import grading_prompt
+from tierwise.traffic.judge import Judge, grading_prompt
 from tierwise.traffic.record import DecisionRecord
 
 GRADE_OUTPUT_TOKENS = 8  # "Grade: N"
@@ -78,7 +78,7 @@ def estimate(records: Sequence[DecisionRecord], *, answer_share: float, seed: in
     return LabelCost(int(calls), inp, out, (inp * input_per_mtok + out * output_per_mtok) / 1e6)
 
 
-async def label_records(records: Sequence[DecisionRecord], judge: Any, *, answer_share: float = 0.0,
+async def label_records(records: Sequence[DecisionRecord], judge: Judge, *, answer_share: float = 0.0,
                         seed: int = 0, concurrency: int = 4) -> list[dict[str, Any]]:
     """Outcome rows for `records` from `judge` (a `Judge`); rows the judge gave no grade for are left out."""
     answering = _answering(records, answer_share, seed)
@@ -97,7 +97,7 @@ async def label_records(records: Sequence[DecisionRecord], judge: Any, *, answer
     return [row for rows in await asyncio.gather(*(one(r) for r in records)) for row in rows]
 
 
-def _row(r: DecisionRecord, model: str, score: float | None, response: str, judge: Any, kind: str) -> dict[str, Any]:
+def _row(r: DecisionRecord, model: str, score: float | None, response: str, judge: Judge, kind: str) -> dict[str, Any]:
     query = r.prompt or ""
     return {"query": query, "model": model, "score": score, "query_id": text_id(query), "response": response,
             "request_id": r.request_id, "time": time.time(), "judge": judge.model, "kind": kind}

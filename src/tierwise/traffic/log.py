@@ -21,6 +21,7 @@ import sqlite3
 import threading
 import time
 
+from tierwise.errors import ConfigError
 from tierwise.traffic import store
 from tierwise.traffic.record import DecisionRecord
 from tierwise.traffic.settings import DecisionLogSettings
@@ -42,8 +43,11 @@ class DecisionLog:
         self.lost = 0  # records the writer could not insert (a disk error; logged)
 
     def start(self) -> None:
-        """Open (or create) the file and start the writer; ConfigError-free: a bad path raises OSError here."""
-        conn = store.connect(self.settings.path)
+        """Open (or create) the file and start the writer; ConfigError when the file cannot be opened."""
+        try:
+            conn = store.connect(self.settings.path)
+        except (OSError, sqlite3.Error) as err:
+            raise ConfigError(f"router.log.path {self.settings.path}: cannot open the decision log: {err}") from None
         self._salt = store.salt(conn)
         self._thread = threading.Thread(target=self._write_loop, args=(conn,), name="tierwise-decision-log",
                                         daemon=True)
