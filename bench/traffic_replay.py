@@ -318,7 +318,7 @@ def _report(seeds: list[Seed], stream_us: list[float], append: tuple[float, floa
     ax.axhline(float(np.mean([s.offline for s in seeds])), color="k", linestyle="--",
                label="offline: 80 % of this traffic, full outcomes")
     ax.axhline(float(np.mean([s.random for s in seeds])), color="grey", linestyle=":", label="random at 30 % cloud")
-    ax.set_xscale("symlog", linthresh=100)
+    ax.set_xlim(left=-40)
     ax.set_xlabel("labelled requests")
     ax.set_ylabel("accuracy on unseen traffic at 30 % cloud")
     ax.set_title(f"MMLU-Pro traffic replay, cold router retrained on its labels ({len(seeds)} seeds)")
