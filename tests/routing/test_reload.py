@@ -9,11 +9,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from tierwise.cli import app
 from tierwise.routing.features import FeaturizerSettings
-from tierwise.routing.reload import RouterReloader
+from tierwise.routing.learned import LearnedRouter
+from tierwise.routing.reload import RouterReloader, reloader_for
 from tierwise.routing.router import CheapestHealthyRouter, Router
 from tierwise.routing.router_file import RouterFile, TierSpec, file_version
+from tierwise.routing.settings import RouterSettings
 
 
 def _file(tolerance: float) -> RouterFile:
@@ -79,3 +83,21 @@ def test_current_before_start_is_an_error(tmp_path: Path) -> None:
         RouterReloader(tmp_path / "router.json").current()
     with pytest.raises(ValueError):
         RouterReloader(tmp_path / "router.json", check_every_s=0)
+
+
+def test_the_gateways_reloader_follows_its_router_settings(tmp_path: Path) -> None:
+    rows = [{"query": f"{'Prove theorem' if i % 2 else 'Say hi to'} {i}", "model": m,
+             "score": float(m == "big" or i % 2 == 0)} for i in range(60) for m in ("small", "big")]
+    (tmp_path / "log.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    out = str(tmp_path / "router.json")
+    res = CliRunner().invoke(app, ["train", "--data", str(tmp_path / "log.jsonl"), "--tiers", "device=small,cloud=big",
+                                   "--embedding", "none", "--predictors", "logistic", "-o", out])
+    assert res.exit_code == 0, res.output
+    reloader = reloader_for(RouterSettings(model=tmp_path / "router.json", target_cloud_share=0.4, reload_every_s=2))
+    assert reloader.check_every_s == 2
+    assert reloader.load()
+    router, version = reloader.current()
+    assert isinstance(router, LearnedRouter) and router.target_cloud_share == 0.4
+    assert version == file_version(tmp_path / "router.json")
+    with pytest.raises(ValueError):
+        reloader_for(RouterSettings())

@@ -6,7 +6,7 @@ loads and builds the new router in a thread, then swaps it in with one assignmen
 `current()` keeps the router it got. A file that fails to load (half-written, wrong format) is logged and the
 old router keeps serving. Usage::
 
-    reloader = RouterReloader("router.json", build=lambda p: LearnedRouter.from_path(p))
+    reloader = reloader_for(settings.router)   # or RouterReloader("router.json", build=LearnedRouter.from_path)
     await reloader.start()                  # loads now; raises if the first load fails
     router, version = reloader.current()    # per request; version goes into the decision log
     await reloader.aclose()
@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tierwise.routing.router import Router
 from tierwise.routing.router_file import file_version
+from tierwise.routing.settings import RouterSettings
 
 log = logging.getLogger("tierwise.routing")
 
@@ -31,6 +32,21 @@ def _learned(path: Path) -> Router:
     from tierwise.routing.learned import LearnedRouter
 
     return LearnedRouter.from_path(path)
+
+
+def reloader_for(settings: RouterSettings) -> RouterReloader:
+    """The reloader the gateway builds from its `router:` settings (which must name a router file): the
+    learned router at the configured cloud share and embedding cache, checked every `reload_every_s`."""
+    from tierwise.routing.learned import LearnedRouter
+
+    if settings.model is None:
+        raise ValueError("router.model names no router file to watch")
+
+    def build(path: Path) -> Router:
+        return LearnedRouter.from_path(path, target_cloud_share=settings.target_cloud_share,
+                                       cache_dir=settings.embedding_cache_dir)
+
+    return RouterReloader(settings.model, build=build, check_every_s=settings.reload_every_s)
 
 
 class RouterReloader:
