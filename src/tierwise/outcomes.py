@@ -229,7 +229,11 @@ def load_generic(path: str | Path) -> OutcomeTable:
     Rows sharing a query_id (or, without one, the same query text) form one table row; a later row for the
     same (query, model) overrides an earlier one. Models appear in order of first mention.
     """
-    records = list(_read_long_rows(Path(path)))
+    return generic_table(_read_long_rows(Path(path)))
+
+
+def generic_table(records: Iterable[dict[str, Any]]) -> OutcomeTable:
+    """`load_generic`'s table from rows already in memory (e.g. labels read from a decision log)."""
     row_of: dict[str, int] = {}
     model_of: dict[str, int] = {}
     queries: list[str] = []

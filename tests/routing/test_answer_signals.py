@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from tierwise.routing.answer_signals import (
     ANSWER_FEATURES,
+    CONFIDENCE_FEATURES,
+    AnswerConfidence,
     answer_features,
     arithmetic_check,
+    confidence_features,
     evaluate_arithmetic,
     final_answer,
 )
@@ -63,3 +68,30 @@ def test_features_of_a_right_and_a_wrong_answer() -> None:
     assert _f(QUESTION, "9 * 2 = 18\n#### 20")["final_differs_from_last_result"] == 1.0
     x = answer_features(QUESTION, RIGHT)
     assert x.dtype == np.float32 and x.shape == (len(ANSWER_FEATURES),) and np.all((x >= 0) & (x <= 1))
+
+
+def test_confidence_from_openai_logprobs() -> None:
+    content = [
+        {"token": "4", "logprob": -0.1,
+         "top_logprobs": [{"token": "4", "logprob": -0.1}, {"token": "5", "logprob": -2.5}]},
+        {"token": ".", "logprob": -1.5, "top_logprobs": [{"token": ".", "logprob": -1.5}]},
+    ]
+    conf = AnswerConfidence.from_logprobs(content)
+    assert conf is not None
+    assert conf.mean_logprob == pytest.approx(-0.8) and conf.min_logprob == -1.5 and conf.tokens == 2
+    p1, p2 = math.exp(-0.1), math.exp(-2.5)
+    first = -(p1 * math.log(p1) + p2 * math.log(p2) + (1 - p1 - p2) * math.log(1 - p1 - p2))
+    q = math.exp(-1.5)
+    second = -(q * math.log(q) + (1 - q) * math.log(1 - q))
+    assert conf.mean_entropy == pytest.approx((first + second) / 2)
+    assert AnswerConfidence.from_logprobs([]) is None
+    assert AnswerConfidence.from_logprobs([{"token": "a", "logprob": -0.2}]).mean_entropy is None  # type: ignore[union-attr]
+
+
+def test_confidence_features_are_zero_without_logprobs_and_order_sure_above_unsure() -> None:
+    assert confidence_features(None).tolist() == [0.0] * len(CONFIDENCE_FEATURES)
+    sure = confidence_features(AnswerConfidence(-0.05, -0.5, 0.2, 10))
+    unsure = confidence_features(AnswerConfidence(-1.5, -6.0, 3.0, 10))
+    assert sure[0] == unsure[0] == 1.0
+    assert sure[1] > unsure[1] and sure[2] > unsure[2] and sure[3] < unsure[3]
+    assert all(0.0 <= x <= 1.0 for x in [*sure, *unsure])

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from tests.routing.answer_tables import answer_table
+from tierwise.outcomes import OutcomeTable
+from tierwise.routing.answer_signals import ANSWER_FEATURES, CONFIDENCE_FEATURES, AnswerConfidence
 from tierwise.routing.cascade import FEATURE_NAMES, CascadeCheck, cascade_features, train_cascade
 
 RIGHT = "6 * 7 = <<6*7=42>>42\n#### 42"
@@ -56,3 +58,40 @@ def test_features_are_named_in_order() -> None:
     assert x.shape == (len(FEATURE_NAMES),) and np.isfinite(x).all()
     assert x[FEATURE_NAMES.index("arithmetic_error")] == 0.0
     assert cascade_features(QUESTION, WRONG)[FEATURE_NAMES.index("arithmetic_error")] == 1.0
+
+
+def _confidence(p: float) -> AnswerConfidence:
+    return AnswerConfidence(mean_logprob=float(np.log(p)), min_logprob=float(np.log(p / 4)), mean_entropy=2.0 * (1 - p),
+                            tokens=20)
+
+
+def test_the_device_models_own_doubt_makes_an_answer_escalate_first() -> None:
+    # the same answer text everywhere: only the model's confidence tells right from wrong
+    rng = np.random.default_rng(0)
+    sure = rng.random(200) < 0.5
+    right = np.where(sure, rng.random(200) < 0.9, rng.random(200) < 0.2)
+    queries = [f"What is {i} times 3?" for i in range(200)]
+    table = OutcomeTable(queries=queries, models=["device"], scores=right.astype(float)[:, None],
+                         responses={"device": ["The answer is 12."] * 200})
+    confidences: list[AnswerConfidence | None] = [_confidence(0.9 if s else 0.3) for s in sure]
+    check = train_cascade(table, "device", escalate_share=0.4, confidences=confidences)
+    question, answer = "What is 77 times 3?", "The answer is 12."
+    escalate_unsure, p_unsure = check.should_escalate(question, answer, confidence=_confidence(0.3))
+    escalate_sure, p_sure = check.should_escalate(question, answer, confidence=_confidence(0.9))
+    assert escalate_unsure and not escalate_sure and p_unsure < p_sure - 0.3
+    assert check.training["heldout_accuracy_kept"] > check.training["heldout_accuracy_escalated"] + 0.4
+
+
+def test_a_file_from_before_the_confidence_features_still_loads(tmp_path: Path) -> None:
+    check = train_cascade(answer_table(), "weak", escalate_share=0.3)
+    path = check.save(tmp_path / "c.json")
+    doc = json.loads(path.read_text())
+    at, n = len(ANSWER_FEATURES), len(CONFIDENCE_FEATURES)
+    for key in ("mean", "std", "weights"):
+        doc[key] = doc[key][:at] + doc[key][at + n :]
+    doc["features"] = doc["features"][:at] + doc["features"][at + n :]
+    path.write_text(json.dumps(doc))
+    old = CascadeCheck.load(path)
+    q, a = answer_table().queries[0], (answer_table().responses or {})["weak"][0]
+    assert old.p_good(q, a) == pytest.approx(check.p_good(q, a), abs=1e-9)  # trained without: zero there anyway
+    assert old.p_good(q, a, _confidence(0.1)) == old.p_good(q, a)  # zero weight on what it never saw

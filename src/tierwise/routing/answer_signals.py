@@ -9,7 +9,9 @@ answer text, each a number roughly in [0, 1]:
 - whether it ends in a final answer at all (``#### 42``, ``the answer is 42``, ``\\boxed{42}``), and whether that
   number is an integer, negative, huge, a number copied from the question, or differs from the last result it
   computed;
-- its length and number of lines, and hedging words ("however", "assume", "approximately", "round").
+- its length and number of lines, and hedging words ("however", "assume", "approximately", "round");
+- where the tier reports it, how sure the model itself was (`AnswerConfidence`: mean and min token logprob,
+  mean entropy of the next-token distribution, from llama.cpp's logprobs): `confidence_features`.
 
 Usage::
 
@@ -22,7 +24,9 @@ import ast
 import math
 import operator
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -144,5 +148,61 @@ def answer_features(question: str, answer: str) -> np.ndarray:
             math.log1p(answer.count("\n")) / 3.0,
             bool(_HEDGE.search(answer)),
         ],
+        dtype=np.float32,
+    )
+
+
+CONFIDENCE_FEATURES = ("has_confidence", "mean_token_p", "min_token_p", "mean_entropy")
+
+
+@dataclass(frozen=True)
+class AnswerConfidence:
+    """How sure the serving model was of its own answer, from its token logprobs (natural log).
+
+    `mean_entropy` is the mean entropy (nats) of the next-token distribution over the answer's tokens: exact
+    when the tier computes it over the whole vocabulary (the llama.cpp device tier), else a lower bound from
+    the top logprobs (None when none were given). Usage::
+
+        AnswerConfidence.from_logprobs(chunk["choices"][0]["logprobs"]["content"])
+    """
+
+    mean_logprob: float
+    min_logprob: float
+    mean_entropy: float | None
+    tokens: int
+
+    @classmethod
+    def from_logprobs(cls, content: Sequence[dict[str, Any]]) -> AnswerConfidence | None:
+        """From OpenAI-format `logprobs.content` items (`token`, `logprob`, `top_logprobs`); None if empty."""
+        values = [float(c["logprob"]) for c in content if c.get("logprob") is not None]
+        if not values:
+            return None
+        entropies = [_top_entropy(c["top_logprobs"]) for c in content if c.get("top_logprobs")]
+        return cls(
+            mean_logprob=sum(values) / len(values),
+            min_logprob=min(values),
+            mean_entropy=sum(entropies) / len(entropies) if entropies else None,
+            tokens=len(values),
+        )
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        return {"mean_logprob": self.mean_logprob, "min_logprob": self.min_logprob,
+                "mean_entropy": self.mean_entropy, "tokens": self.tokens}
+
+
+def _top_entropy(top: Sequence[dict[str, Any]]) -> float:
+    """Entropy of the top-k alternatives, the rest of the mass counted as one outcome (a lower bound)."""
+    p = [math.exp(float(t["logprob"])) for t in top]
+    rest = max(0.0, 1.0 - sum(p))
+    return -sum(x * math.log(x) for x in [*p, rest] if x > 0.0)
+
+
+def confidence_features(confidence: AnswerConfidence | None) -> np.ndarray:
+    """The `CONFIDENCE_FEATURES` of an answer, as float32; all zero when the tier reported no logprobs."""
+    if confidence is None:
+        return np.zeros(len(CONFIDENCE_FEATURES), dtype=np.float32)
+    entropy = confidence.mean_entropy if confidence.mean_entropy is not None else 0.0
+    return np.array(
+        [1.0, math.exp(confidence.mean_logprob), math.exp(confidence.min_logprob), min(entropy / 5.0, 1.0)],
         dtype=np.float32,
     )

@@ -25,19 +25,30 @@ from typing import Any
 import numpy as np
 
 from tierwise.outcomes import OutcomeTable
-from tierwise.routing.answer_signals import ANSWER_FEATURES, answer_features
+from tierwise.routing.answer_signals import (
+    ANSWER_FEATURES,
+    CONFIDENCE_FEATURES,
+    AnswerConfidence,
+    answer_features,
+    confidence_features,
+)
 from tierwise.routing.features import CHEAP_FEATURES, cheap_features
 from tierwise.routing.predictors.linear import LogisticPredictor
 from tierwise.routing.selection import fold_ids, out_of_fold
 
 FORMAT = "tierwise-cascade"
 VERSION = 1
-FEATURE_NAMES = (*ANSWER_FEATURES, *(f"query_{name}" for name in CHEAP_FEATURES))
+FEATURE_NAMES = (*ANSWER_FEATURES, *CONFIDENCE_FEATURES, *(f"query_{name}" for name in CHEAP_FEATURES))
+# files written before the device tier's confidence joined the features: read with zero weight on it
+_FEATURES_WITHOUT_CONFIDENCE = (*ANSWER_FEATURES, *(f"query_{name}" for name in CHEAP_FEATURES))
 
 
-def cascade_features(question: str, answer: str) -> np.ndarray:
-    """What the check reads: the answer's signals, then the question's surface features (`FEATURE_NAMES`)."""
-    return np.concatenate([answer_features(question, answer), cheap_features(question)])
+def cascade_features(question: str, answer: str, confidence: AnswerConfidence | None = None) -> np.ndarray:
+    """What the check reads: the answer's signals, the serving model's confidence in it (zeros where the tier
+    reports none), then the question's surface features (`FEATURE_NAMES`)."""
+    return np.concatenate(
+        [answer_features(question, answer), confidence_features(confidence), cheap_features(question)]
+    )
 
 
 @dataclass
@@ -52,13 +63,21 @@ class CascadeCheck:
     threshold: float
     training: dict[str, Any] = field(default_factory=dict)
 
-    def p_good(self, question: str, answer: str) -> float:
-        z = (cascade_features(question, answer) - self.mean) / self.std
+    def p_good(self, question: str, answer: str, confidence: AnswerConfidence | None = None) -> float:
+        z = (cascade_features(question, answer, confidence) - self.mean) / self.std
         return float(1.0 / (1.0 + np.exp(-(z @ self.weights + self.bias))))
 
-    def should_escalate(self, question: str, answer: str, *, threshold: float | None = None) -> tuple[bool, float]:
-        """(escalate?, P(answer good)); `threshold` overrides the trained one."""
-        p = self.p_good(question, answer)
+    def should_escalate(
+        self,
+        question: str,
+        answer: str,
+        *,
+        threshold: float | None = None,
+        confidence: AnswerConfidence | None = None,
+    ) -> tuple[bool, float]:
+        """(escalate?, P(answer good)); `threshold` overrides the trained one; `confidence` is the serving
+        tier's (the device tier reports it: `LlamaCppTier.confidence`)."""
+        p = self.p_good(question, answer, confidence)
         return p < (self.threshold if threshold is None else threshold), p
 
     def save(self, path: str | Path) -> Path:
@@ -85,9 +104,13 @@ class CascadeCheck:
         doc = json.loads(Path(path).read_text())
         if doc.get("format") != FORMAT or doc.get("version") != VERSION:
             raise ValueError(f"{path} is not a {FORMAT} file (version {VERSION})")
-        if tuple(doc["features"]) != FEATURE_NAMES:
-            raise ValueError(f"{path} was trained on other features than this tierwise computes; retrain it")
         arrays = {k: np.asarray(doc[k], dtype=np.float64) for k in ("mean", "std", "weights")}
+        if tuple(doc["features"]) == _FEATURES_WITHOUT_CONFIDENCE:
+            at, n = len(ANSWER_FEATURES), len(CONFIDENCE_FEATURES)
+            fill = {"mean": 0.0, "std": 1.0, "weights": 0.0}
+            arrays = {k: np.insert(v, at, np.full(n, fill[k])) for k, v in arrays.items()}
+        elif tuple(doc["features"]) != FEATURE_NAMES:
+            raise ValueError(f"{path} was trained on other features than this tierwise computes; retrain it")
         return cls(
             doc["model"],
             bias=float(doc["bias"]),
@@ -98,10 +121,21 @@ class CascadeCheck:
 
 
 def train_cascade(
-    table: OutcomeTable, model: str, *, escalate_share: float = 0.3, folds: int = 5, l2: float = 10.0, seed: int = 0
+    table: OutcomeTable,
+    model: str,
+    *,
+    escalate_share: float = 0.3,
+    folds: int = 5,
+    l2: float = 10.0,
+    seed: int = 0,
+    confidences: list[AnswerConfidence | None] | None = None,
 ) -> CascadeCheck:
     """Fit the check on `model`'s answers and outcomes; the threshold escalates `escalate_share` of the
-    held-out (k-fold) predictions. Rows without an answer text or an outcome are left out."""
+    held-out (k-fold) predictions. Rows without an answer text or an outcome are left out. `confidences`
+    (one per row, from a decision log: `traffic.labels.cascade_table`) is the model's own confidence in each
+    answer; without it the confidence features are zero and get no weight."""
+    if confidences is not None and len(confidences) != len(table):
+        raise ValueError("confidences must hold one entry per row of the table")
     if not 0.0 <= escalate_share <= 1.0:
         raise ValueError("escalate_share must be in [0, 1]")
     answers = (table.responses or {}).get(model)
@@ -111,7 +145,8 @@ def train_cascade(
     rows = np.flatnonzero(~np.isnan(y_all) & np.array([bool(a) for a in answers]))
     if len(rows) < 2 * folds:
         raise ValueError(f"only {len(rows)} rows have both an answer and an outcome of {model!r}")
-    X = np.stack([cascade_features(table.queries[i], answers[i]) for i in rows])
+    conf = confidences or [None] * len(table)
+    X = np.stack([cascade_features(table.queries[i], answers[i], conf[i]) for i in rows])
     y = y_all[rows]
     # the same out-of-fold machinery as the router's model selection
     held_out = out_of_fold(lambda: LogisticPredictor(l2=l2), X, y[:, None], fold_ids(len(rows), folds, seed=seed))[:, 0]

@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from tierwise.routing.router import RouteRequest, TierView
+
+if TYPE_CHECKING:
+    from tierwise.outcomes import OutcomeTable
+    from tierwise.routing.answer_signals import AnswerConfidence
 
 
 def _parse_prices(spec: str | None) -> dict[str, tuple[float, float]]:
@@ -21,9 +25,44 @@ def _parse_prices(spec: str | None) -> dict[str, tuple[float, float]]:
     return prices
 
 
+def _log_labels(path: Path) -> OutcomeTable:
+    from tierwise.traffic import store
+    from tierwise.traffic.labels import labels_table
+
+    if not path.is_file():
+        raise typer.BadParameter(f"{path} does not exist", param_hint="--log")
+    conn = store.connect(path)
+    try:
+        rows = store.read_labels(conn)
+    finally:
+        conn.close()
+    if not rows:
+        raise typer.BadParameter(f"{path} holds no labels yet: run `tierwise label` first", param_hint="--log")
+    return labels_table(rows)
+
+
+def _log_answers(path: Path, model: str) -> tuple[OutcomeTable, list[AnswerConfidence | None]]:
+    from tierwise.traffic import store
+    from tierwise.traffic.labels import cascade_table
+
+    if not path.is_file():
+        raise typer.BadParameter(f"{path} does not exist", param_hint="--log")
+    conn = store.connect(path)
+    try:
+        return cascade_table(conn, model)
+    finally:
+        conn.close()
+
+
 def train(
-    data: Annotated[Path, typer.Option("--data", help="outcome file or directory (read in place)")],
     tiers: Annotated[str, typer.Option("--tiers", help="device=MODEL,edge=MODEL,cloud=MODEL")],
+    data: Annotated[Path | None, typer.Option("--data", help="outcome file or directory (read in place)")] = None,
+    log: Annotated[
+        Path | None, typer.Option("--log", help="decision log whose labels (`tierwise label`) are trained on")
+    ] = None,
+    data_weight: Annotated[
+        float, typer.Option("--data-weight", min=0.0, max=1.0, help="share of --data rows kept next to --log")
+    ] = 1.0,
     output: Annotated[Path, typer.Option("-o", "--output", help="router file to write (JSON + .npz)")] = Path(
         "router.json"
     ),
@@ -46,12 +85,23 @@ def train(
     from tierwise.routing.embed import default_cache_dir
     from tierwise.routing.features import FeaturizerSettings
     from tierwise.routing.selection import DEFAULT_GRID
-    from tierwise.routing.train import parse_tiers, train_router
+    from tierwise.routing.train import mix_outcomes, parse_tiers, train_router
 
     console = Console(stderr=True)
     started = time.perf_counter()
-    table = load_outcomes(data, format=format)
+    if data is None and log is None:
+        raise typer.BadParameter("give --data, --log or both", param_hint="--data")
+    if data_weight <= 0.0:
+        raise typer.BadParameter("must be > 0", param_hint="--data-weight")
+    table = mix_outcomes(
+        load_outcomes(data, format=format) if data is not None else None,
+        _log_labels(log) if log is not None else None,
+        data_weight=data_weight,
+    )
     specs = parse_tiers(tiers, prices=_parse_prices(prices))
+    missing = [s.model for s in specs if s.model not in table.models]
+    if missing:
+        raise typer.BadParameter(f"no outcomes for {missing}; the data has {table.models}", param_hint="--tiers")
     grid = DEFAULT_GRID if not predictors else {k: DEFAULT_GRID[k] for k in predictors.split(",")}
     console.print(f"{len(table)} queries, models {table.models}")
     rf = train_router(
@@ -75,8 +125,14 @@ def train(
 
 
 def train_cascade_command(
-    data: Annotated[Path, typer.Option("--data", help="outcome file or directory holding the model's answers")],
     model: Annotated[str, typer.Option("--model", help="the model (outcome column) whose answers are checked")],
+    data: Annotated[
+        Path | None, typer.Option("--data", help="outcome file or directory holding the model's answers")
+    ] = None,
+    log: Annotated[
+        Path | None,
+        typer.Option("--log", help="decision log: the model's labelled answers, with its confidence in each"),
+    ] = None,
     output: Annotated[Path, typer.Option("-o", "--output", help="cascade file to write (JSON)")] = Path("cascade.json"),
     format: Annotated[str, typer.Option("--format", help="auto | routellm | mmlu-pro | generic")] = "auto",
     escalate_share: Annotated[
@@ -88,11 +144,18 @@ def train_cascade_command(
     from tierwise.outcomes import load_outcomes
     from tierwise.routing.cascade import train_cascade
 
-    table = load_outcomes(data, format=format)
+    if (data is None) == (log is None):
+        raise typer.BadParameter("give either --data or --log", param_hint="--data")
+    confidences = None
+    if log is not None:
+        table, confidences = _log_answers(log, model)
+    else:
+        assert data is not None
+        table = load_outcomes(data, format=format)
     if model not in table.models:
         raise typer.BadParameter(f"unknown model {model!r}; the data has {table.models}", param_hint="--model")
     try:
-        check = train_cascade(table, model, escalate_share=escalate_share, folds=folds)
+        check = train_cascade(table, model, escalate_share=escalate_share, folds=folds, confidences=confidences)
     except ValueError as err:
         raise typer.BadParameter(str(err), param_hint="--data") from None
     path = check.save(output)

@@ -9,12 +9,19 @@ to the JSON's directory. Format (version 1)::
      "featurizer": {"embedding": "static", "max_tokens": 256, "cheap_weight": 0.2},
      "predictor": {"name": "knn", "hyper_parameters": {"k": 40}},
      "calibration": {"tolerance": 0.07, "target_cloud_share": 0.2, "heldout_cloud_share": 0.2, ...},
-     "training": {...}, "arrays": "router.npz"}
+     "training": {...}, "arrays": "router.npz", "arrays_sha256": "..."}
+
+Both files are written to a temporary name and renamed into place (the npz first), and the JSON records the
+npz's SHA-256, so a gateway reloading the file while it is rewritten never pairs a new JSON with an old npz.
+`file_version(path)` names a router file by its content (what the gateway reports as the router version).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,8 +68,11 @@ class RouterFile:
         p.parent.mkdir(parents=True, exist_ok=True)
         arrays = {f"predictor/{k}": v for k, v in self.predictor_arrays.items()}
         arrays["calibration/heldout_margins"] = self.heldout_margins
-        with npz.open("wb") as fh:
+        tmp_npz = npz.with_name(f".{npz.name}.{os.getpid()}.tmp")
+        with tmp_npz.open("wb") as fh:
             np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+        digest = hashlib.sha256(tmp_npz.read_bytes()).hexdigest()
+        os.replace(tmp_npz, npz)
         doc = {
             "format": FORMAT,
             "version": VERSION,
@@ -76,8 +86,11 @@ class RouterFile:
             },
             "training": self.training,
             "arrays": npz.name,
+            "arrays_sha256": digest,
         }
-        p.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, p)
         return p
 
     @classmethod
@@ -87,7 +100,10 @@ class RouterFile:
         doc = json.loads(p.read_text())
         if doc.get("format") != FORMAT or doc.get("version") != VERSION:
             raise ValueError(f"{p} is not a {FORMAT} file of version {VERSION}")
-        with np.load(p.parent / doc["arrays"], allow_pickle=False) as z:
+        raw = (p.parent / doc["arrays"]).read_bytes()
+        if "arrays_sha256" in doc and hashlib.sha256(raw).hexdigest() != doc["arrays_sha256"]:
+            raise ValueError(f"{p}: its arrays file {doc['arrays']} does not match (being rewritten?)")
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         cal = dict(doc["calibration"])
         return cls(
@@ -101,3 +117,8 @@ class RouterFile:
             calibration=cal,
             training=doc.get("training", {}),
         )
+
+
+def file_version(path: str | Path) -> str:
+    """A router file's version: the first 12 hex digits of the SHA-256 of its JSON (which holds the npz's hash)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]

@@ -11,6 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tierwise.traffic.settings import DecisionLogSettings
+
 PersonalDataRule = Literal["device_only", "device_and_edge", "off"]
 PiiKind = Literal["email", "phone", "cn_id", "bank_card", "ip"]
 ALL_PII_KINDS: tuple[PiiKind, ...] = ("email", "phone", "cn_id", "bank_card", "ip")
@@ -81,6 +83,8 @@ class RouterSettings(BaseModel):
     file keeps its held-out margins for that); None keeps the share the file was trained for.
     `embedding_cache_dir` overrides where embeddings are cached (default `~/.cache/tierwise/embeddings`).
     `cascade`: check cheaper tiers' answers and escalate doubtful ones (see `CascadeSettings`).
+    `log`: record every routed request in a decision log (see `DecisionLogSettings`); None: no log.
+    `reload_every_s`: how often the router file's mtime is checked; a changed file is loaded without restart.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -90,6 +94,8 @@ class RouterSettings(BaseModel):
     target_cloud_share: float | None = Field(default=None, ge=0.0, le=1.0)
     embedding_cache_dir: Path | None = None
     cascade: CascadeSettings | None = None
+    log: DecisionLogSettings | None = None
+    reload_every_s: float = Field(default=5.0, gt=0)
 
     @field_validator("name")
     @classmethod

@@ -49,6 +49,55 @@ def parse_tiers(spec: str, *, prices: dict[str, tuple[float, float]] | None = No
     return out
 
 
+def combine_tables(tables: list[OutcomeTable]) -> OutcomeTable:
+    """The rows of every table, one after another, over the union of their models (NaN where a table has no
+    column for a model). Categories and answer texts are kept only where every table has them."""
+    models = list(dict.fromkeys(m for t in tables for m in t.models))
+    scores, tokens = [], []
+    for t in tables:
+        cols = [t.models.index(m) if m in t.models else -1 for m in models]
+        s = np.full((len(t), len(models)), np.nan)
+        k = np.full_like(s, np.nan)
+        for j, c in enumerate(cols):
+            if c >= 0:
+                s[:, j] = t.scores[:, c]
+                if t.output_tokens is not None:
+                    k[:, j] = t.output_tokens[:, c]
+        scores.append(s)
+        tokens.append(k)
+    all_tokens = np.vstack(tokens) if tokens else np.zeros((0, len(models)))
+    cats = [t.categories for t in tables]
+    return OutcomeTable(
+        queries=[q for t in tables for q in t.queries],
+        models=models,
+        scores=np.vstack(scores) if scores else np.zeros((0, len(models))),
+        categories=[c for cs in cats for c in cs] if all(c is not None for c in cats) else None,  # type: ignore[union-attr]
+        output_tokens=None if np.isnan(all_tokens).all() else all_tokens,
+        query_ids=[q for t in tables for q in t.query_ids],
+    )
+
+
+def mix_outcomes(data: OutcomeTable | None, labels: OutcomeTable | None, *, data_weight: float = 1.0,
+                 seed: int = 0) -> OutcomeTable:
+    """Training rows from an outcome file and the labels of one's own traffic.
+
+    `data_weight` in (0, 1] is the share of the outcome file's rows kept (a random subset): how much the
+    other domain's data counts next to the labels. Rows are subsampled rather than repeated or weighted, so
+    cross-validation never sees one row in two folds and every predictor trains unchanged.
+    """
+    if not 0.0 < data_weight <= 1.0:
+        raise ValueError(f"data_weight must be in (0, 1], got {data_weight}")
+    parts = []
+    if data is not None:
+        keep = np.random.default_rng(seed).random(len(data)) < data_weight if data_weight < 1.0 else None
+        parts.append(data if keep is None else data.subset(np.flatnonzero(keep)))
+    if labels is not None:
+        parts.append(labels)
+    if not parts:
+        raise ValueError("nothing to train on: give an outcome file, a decision log with labels, or both")
+    return parts[0] if len(parts) == 1 else combine_tables(parts)
+
+
 def _expected_output_tokens(table: OutcomeTable) -> list[float]:
     if table.output_tokens is None:
         return [float(DEFAULT_OUTPUT_TOKENS)] * len(table.models)

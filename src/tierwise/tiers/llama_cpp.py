@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tierwise.errors import ConfigError, WorkerFailed
 from tierwise.protocol import new_completion_id, new_text_completion_id
+from tierwise.routing.answer_signals import AnswerConfidence
 from tierwise.tiers.base import Chunk, Tier, TierHealth, TierRejected, TierStreamBroken, TierUnavailable
 from tierwise.tiers.capabilities import Capabilities
 from tierwise.tiers.http_answer import embeddings_from
@@ -42,6 +43,7 @@ log = logging.getLogger("tierwise.tiers")
 
 STOP_TIMEOUT_S = 5.0  # how long aclose() waits for a worker to exit before killing it
 _RESTART_BACKOFF_S = (0.5, 30.0)  # first and longest wait between attempts to reload a dead worker's model
+_CONFIDENCE_KEPT = 1024  # answers whose confidence is kept for the gateway to read after the stream
 
 
 class LlamaCppTier(Tier):
@@ -57,6 +59,7 @@ class LlamaCppTier(Tier):
         self._restarts: set[asyncio.Task[None]] = set()
         self._request_ids = itertools.count(1)
         self._closing = False
+        self._confidences: dict[str, AnswerConfidence] = {}  # completion id -> confidence, oldest first
 
     @property
     def model_name(self) -> str:
@@ -219,7 +222,9 @@ class LlamaCppTier(Tier):
                     completion_id = completion_id or reply.chunk.get("id") or new_id()
                     yield {**reply.chunk, "id": completion_id, "model": self.model_name}
                 elif isinstance(reply, Done):
-                    yield self._usage_chunk(reply, completion_id or new_id(), text=text)
+                    completion_id = completion_id or new_id()
+                    self._note_confidence(completion_id, reply)
+                    yield self._usage_chunk(reply, completion_id, text=text)
                     return
                 else:
                     why = f"its model worker died ({reply.describe()})" if isinstance(reply, Exited) else reply.message
@@ -229,6 +234,19 @@ class LlamaCppTier(Tier):
         finally:
             # Synchronous on purpose: this may run in a cancelled task, where an await would be cancelled again.
             worker.cancel(job)
+
+    # ---- the answer's confidence, for the decision log and the cascade (not part of the OpenAI answer) ---------
+    def confidence(self, completion_id: str) -> AnswerConfidence | None:
+        """How sure the model was of the answer with this id (its token logprobs); None when not computed
+        (`logits_all` off) or no longer kept (the last `_CONFIDENCE_KEPT` answers are)."""
+        return self._confidences.get(completion_id)
+
+    def _note_confidence(self, completion_id: str, done: Done) -> None:
+        if done.confidence is None:
+            return
+        self._confidences[completion_id] = AnswerConfidence(*done.confidence)
+        while len(self._confidences) > _CONFIDENCE_KEPT:
+            self._confidences.pop(next(iter(self._confidences)))
 
     def _arguments(self, request: ChatCompletionRequest) -> tuple[dict[str, Any], str | None]:
         """What the worker is sent: the mapped arguments, and the chat handler that reads them (None: the model's

@@ -77,6 +77,9 @@ class Done:  # worker → parent: the request ended (finished or cancelled); the
     request_id: int
     prompt_tokens: int
     completion_tokens: int
+    # (mean logprob, min logprob, mean entropy in nats, tokens scored) of the sampled tokens; None without
+    # logits_all (see `token_confidence`)
+    confidence: tuple[float, float, float, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,8 @@ class _Guard:
         self.completion_tokens = 0
         self.limit: int | None = None
         self.closing = False
+        self.logprobs: list[float] = []  # of each sampled token, and the entropy there: `note_confidence`
+        self.entropies: list[float] = []
 
     def before_sample(self, model: Llama) -> None:
         if self.prompt_tokens is None:
@@ -124,6 +129,29 @@ class _Guard:
         # token is left out, as llama-cpp-python leaves it out of its own usage.
         if not ends_turn:
             self.completion_tokens += 1
+
+    # ---- the answer's confidence (the decision log and the cascade read it; see answer_signals.py) ----------
+    def note_confidence(self, logits: Any, token: int) -> None:
+        logprob, entropy = token_confidence(logits, token)
+        self.logprobs.append(logprob)
+        self.entropies.append(entropy)
+
+    def confidence(self) -> tuple[float, float, float, int] | None:
+        if not self.logprobs:
+            return None
+        n = len(self.logprobs)
+        return sum(self.logprobs) / n, min(self.logprobs), sum(self.entropies) / n, n
+
+
+def token_confidence(logits: Any, token: int) -> tuple[float, float]:
+    """(log p(token), entropy in nats) of the model's own next-token distribution: the raw logits at
+    temperature 1, whatever the request's sampling settings, so answers are comparable. O(vocabulary) numpy."""
+    import numpy as np
+
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max()
+    logp = z - np.log(np.exp(z).sum())
+    return float(logp[token]), float(-(np.exp(logp) * logp).sum())
 
 
 def serve(conn: Connection, settings: WorkerSettings) -> None:
@@ -183,7 +211,10 @@ def _load(settings: WorkerSettings) -> Llama:
                 self.guard.before_sample(self)
             token = int(super().sample(*args, **kwargs))
             if self.guard is not None:
-                self.guard.after_sample(ends_turn=llama_vocab_is_eog(self._model.vocab, token))
+                ends_turn = llama_vocab_is_eog(self._model.vocab, token)
+                self.guard.after_sample(ends_turn=ends_turn)
+                if self._logits_all and not ends_turn:  # the scores row of the last evaluated token
+                    self.guard.note_confidence(self.scores[self.n_tokens - 1], token)
             return token
 
     return GuardedLlama(
@@ -214,7 +245,7 @@ def _answer(model: Llama, conn: Connection, job: Generate) -> bool:
         return not guard.closing
     finally:
         model.guard = None  # type: ignore[attr-defined]
-    conn.send(Done(job.request_id, guard.prompt_tokens or 0, guard.completion_tokens))
+    conn.send(Done(job.request_id, guard.prompt_tokens or 0, guard.completion_tokens, guard.confidence()))
     return not guard.closing
 
 

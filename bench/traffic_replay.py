@@ -1,0 +1,333 @@
+"""Learning from one's own traffic, replayed: MMLU-Pro questions arrive as requests to a cold router.
+
+Tiers: device = Phi-3-mini-4k-instruct, edge = Llama-3.1-8B-Instruct, cloud = Llama-3.1-70B-Instruct, each
+answering from its recorded MMLU-Pro outcome (a replay: the router never sees an outcome it did not label).
+The traffic is the questions of seven categories (math, physics, chemistry, engineering, computer science,
+economics, business), shuffled; its first 80 % is the stream the gateway serves and learns from, its last 20 %
+the unseen traffic every router is scored on. The router starts cold: trained only on the other seven
+categories (law, health, ...). Each request is decided by the real `LearnedRouter` (hot-reloaded through
+`RouterReloader`) and appended to a real `DecisionLog`; every `--retrain-every` requests, `--label-share` of the
+new requests are sampled from the log (`sample_records`) and labelled (`label_records`) by a judge that is a
+stand-in: the *recorded correctness* of the tier that served (and, for `--answer-share` of them, of the cloud
+tier answering too, as the judge would). The router is then retrained (`train_router`) on the labels alone or
+mixed with the cold data, and written to the router file the reloader watches.
+
+Prints, per retrain, quality at 30 % cloud calls on the unseen traffic (tolerance set on those predictions so
+that exactly 30 % go to the cloud), next to the cold router and a router trained offline on the full outcomes
+of the stream (80 % of the traffic), mean ± std over `--seeds` shuffles; plots it to
+bench/plots/traffic_replay.png. Also times DecisionLog.append, the writer, and what the log adds to a simulated
+request on one event loop (`--overhead-only`: just that).
+
+    python bench/traffic_replay.py [--data ../shared/datasets/mmlu_pro/outcomes.csv.gz] [--label-share 0.05 0.5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tierwise.outcomes import OutcomeTable, load_mmlu_pro
+from tierwise.routing.calibrate import cloud_margins, tolerance_for_share
+from tierwise.routing.learned import LearnedRouter
+from tierwise.routing.reload import RouterReloader
+from tierwise.routing.router import RouteRequest, TierView
+from tierwise.routing.train import combine_tables, parse_tiers, train_router
+from tierwise.traffic import store
+from tierwise.traffic.judge import Judge
+from tierwise.traffic.labels import label_records, labels_table, sample_records
+from tierwise.traffic.log import DecisionLog
+from tierwise.traffic.record import DecisionRecord
+from tierwise.traffic.settings import DecisionLogSettings
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "mmlu_pro" / "outcomes.csv.gz"
+PLOT = Path(__file__).resolve().parent / "plots" / "traffic_replay.png"
+TIERS = "device=Phi-3-mini-4k-instruct,edge=Llama-3.1-8B-Instruct,cloud=Llama-3.1-70B-Instruct"
+TRAFFIC = ("math", "physics", "chemistry", "engineering", "computer science", "economics", "business")
+GRID: dict[str, list[dict[str, Any]]] = {"logistic": [{"l2": 100.0}, {"l2": 1000.0}], "knn": [{"k": 40}]}
+CLOUD_SHARE = 0.3
+
+
+class RecordedJudge(Judge):
+    """The judge stand-in: the recorded correctness of `model` on the question (no text is graded)."""
+
+    def __init__(self, table: OutcomeTable, model: str) -> None:
+        self.model = model
+        self._row = {q: i for i, q in enumerate(table.queries)}
+        self._table = table
+
+    async def grade(self, query: str, answer: str, *, model: str) -> float | None:
+        score = self._table.scores[self._row[query], self._table.models.index(model)]
+        return None if np.isnan(score) else float(score)
+
+    async def answer(self, query: str) -> str:
+        return f"[recorded answer of {self.model}]"
+
+
+def quality_at_share(router: LearnedRouter, test: OutcomeTable, share: float = CLOUD_SHARE) -> tuple[float, float]:
+    """(mean recorded score, cloud share) on `test` when the tolerance sends `share` of it to the cloud."""
+    q = router.predict_quality(test.queries)  # columns in the router file's tier order = test's model order
+    is_cloud = [t.location == "cloud" for t in router.file.tiers]
+    tol = tolerance_for_share(cloud_margins(q, is_cloud), share)
+    # the cheapest tier within `tol` of the best: the file's tiers are listed cheapest first
+    chosen = np.argmax(q >= q.max(axis=1, keepdims=True) - tol, axis=1)
+    return float(test.scores[np.arange(len(test)), chosen].mean()), float(np.mean(np.asarray(is_cloud)[chosen]))
+
+
+def _train(table: OutcomeTable, path: Path, cache: str) -> Path:
+    rf = train_router(table, parse_tiers(TIERS), target_cloud_share=CLOUD_SHARE, grid=GRID, folds=3, cache_dir=cache)
+    return rf.save(path)
+
+
+@dataclass
+class Point:
+    requests: int
+    labelled: int
+    quality: float
+    cloud_share: float
+    served_cloud: float
+
+
+def run_stream(table: OutcomeTable, stream: OutcomeTable, test: OutcomeTable, cold: OutcomeTable, *,
+               label_share: float, answer_share: float, retrain_every: int, mix: bool, work: Path,
+               cache: str) -> tuple[list[Point], list[float]]:
+    """Serve the stream with the cold router, label, retrain; (one point per retrain, append times in µs)."""
+    router_path = _train(cold, work / "router.json", cache)
+    reloader = RouterReloader(router_path, build=lambda p: LearnedRouter.from_path(p, cache_dir=cache))
+    reloader.load()
+    models = [t.model for t in parse_tiers(TIERS)]
+    views = [TierView(t.name, t.location, t.input_per_mtok, t.output_per_mtok) for t in parse_tiers(TIERS)]
+    log = DecisionLog(DecisionLogSettings(path=work / "traffic.sqlite", keep_text=True))
+    log.start()
+    conn = store.connect(work / "traffic.sqlite")
+    judge = RecordedJudge(table, models[-1])
+    label_rows: list[dict[str, object]] = []
+    first, _ = reloader.current()
+    points = [Point(0, 0, *quality_at_share(first, test), 0.0)]  # type: ignore[arg-type]
+    append_us: list[float] = []
+    served_cloud = last_retrain = 0
+    for i, query in enumerate(stream.queries, start=1):
+        router, version = reloader.current()
+        decision = router.decide(RouteRequest(prompt=query, conversation=query), views)
+        tier = next(t for t in parse_tiers(TIERS) if t.name == decision.tier)
+        served_cloud += tier.location == "cloud"
+        record = DecisionRecord(request_id=f"req-{i}", time=time.time(), tier=tier.name, model=tier.model,
+                                router=router.name, router_version=version, reasons=decision.reasons,
+                                allowed=[v.name for v in views], predicted_quality=decision.predicted_quality,
+                                prompt=query, answer=f"[recorded answer of {tier.model}]")
+        started = time.perf_counter_ns()
+        log.append(record)
+        append_us.append((time.perf_counter_ns() - started) / 1000)
+        if i % retrain_every and i != len(stream):
+            continue
+        while log.written + log.dropped + log.lost < i:  # the writer thread catches up (no flush call needed)
+            time.sleep(0.01)
+        done = {str(r["request_id"]) for r in label_rows} | {f"req-{k}" for k in range(1, last_retrain + 1)}
+        picked = sample_records(store.read_records(conn), share=label_share, seed=i, already_labelled=done)
+        label_rows += asyncio.run(label_records(picked, judge, answer_share=answer_share, seed=i))
+        empty = OutcomeTable(queries=[], models=models, scores=np.zeros((0, 3)))
+        labels = combine_tables([empty, labels_table(label_rows)])
+        _train(combine_tables([cold, labels]) if mix else labels, router_path, cache)
+        last_retrain = i
+        reloader.load()  # what the gateway's watcher does when the file's mtime changes
+        router, _ = reloader.current()
+        labelled = sum(1 for r in label_rows if r["kind"] == "served")
+        points.append(Point(i, labelled, *quality_at_share(router, test), served_cloud / i))  # type: ignore[arg-type]
+        print(f"  {i} requests, {labelled} labelled: quality@30% {points[-1].quality:.4f} "
+              f"(cloud {points[-1].cloud_share:.1%}); served so far {served_cloud / i:.1%} cloud", flush=True)
+    log.close()
+    conn.close()
+    return points, append_us
+
+
+def append_cost(work: Path, n: int = 20_000) -> tuple[float, float, float]:
+    """(p50 µs, p99 µs of append, records written per second by the writer) for `n` records with text."""
+    log = DecisionLog(DecisionLogSettings(path=work / "append.sqlite", keep_text=True, queue_size=n + 1))
+    log.start()
+    rec = DecisionRecord(request_id="r", time=time.time(), tier="device", model="m", router="learned",
+                         reasons=["a reason of some length"] * 3, allowed=["device", "edge", "cloud"],
+                         predicted_quality={"device": 0.5, "edge": 0.6, "cloud": 0.8}, prompt="q" * 400,
+                         answer="a" * 1200)
+    times = []
+    started = time.perf_counter()
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        log.append(rec)
+        times.append((time.perf_counter_ns() - t0) / 1000)
+    log.close()
+    elapsed = time.perf_counter() - started
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99)), log.written / elapsed
+
+
+def loop_overhead(work: Path, n: int = 20_000) -> tuple[float, float, float, float]:
+    """(p50, p99 µs per simulated request without the log; p50, p99 with it) on one event loop.
+
+    A "request" is a stand-in for the gateway's own work (JSON-encode and decode a 2 KB chat body, then yield to
+    the loop); with the log each also builds a DecisionRecord and appends it while the writer thread runs, so
+    what the writer takes from the event loop (the GIL while it builds rows) is counted too."""
+    payload = {"model": "auto", "messages": [{"role": "user", "content": "x" * 2000}], "max_tokens": 64}
+
+    async def serve(log: DecisionLog | None) -> list[float]:
+        times = []
+        for i in range(n):
+            t0 = time.perf_counter_ns()
+            body = json.loads(json.dumps(payload))
+            if log is not None:
+                log.append(DecisionRecord(request_id=f"r{i}", time=time.time(), tier="device", model="m",
+                                          router="learned", router_version="v", reasons=["r"] * 3,
+                                          allowed=["device", "edge", "cloud"],
+                                          predicted_quality={"device": 0.5, "edge": 0.6, "cloud": 0.8},
+                                          latency_ms=1.0, prompt=body["messages"][0]["content"], answer="a" * 800))
+            await asyncio.sleep(0)
+            times.append((time.perf_counter_ns() - t0) / 1000)
+        return times
+
+    without = asyncio.run(serve(None))
+    log = DecisionLog(DecisionLogSettings(path=work / "overhead.sqlite", keep_text=True, queue_size=n + 1))
+    log.start()
+    with_log = asyncio.run(serve(log))
+    log.close()
+    return (float(np.percentile(without, 50)), float(np.percentile(without, 99)),
+            float(np.percentile(with_log, 50)), float(np.percentile(with_log, 99)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--label-share", type=float, nargs="+", default=[0.05, 0.5])
+    parser.add_argument("--answer-share", type=float, default=0.5)
+    parser.add_argument("--retrain-every", type=int, default=500)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--plot", type=Path, default=PLOT)
+    parser.add_argument("--overhead-only", action="store_true")
+    args = parser.parse_args()
+    if args.overhead_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            p50, p99, rate = append_cost(Path(tmp))
+            o = loop_overhead(Path(tmp))
+        print(f"append p50 {p50:.1f} µs, p99 {p99:.1f} µs; writer {rate:,.0f} records/s")
+        print(f"simulated request: p50 {o[0]:.1f} / p99 {o[1]:.1f} µs without the log, p50 {o[2]:.1f} / p99 "
+              f"{o[3]:.1f} µs with it: +{o[2] - o[0]:.1f} µs p50")
+        return
+    started = time.perf_counter()
+    full = load_mmlu_pro(args.data).select_models([t.model for t in parse_tiers(TIERS)])
+    full = full.subset(np.flatnonzero(full.complete_rows()))
+    cats = np.array(full.categories or [])
+    cold = full.subset(np.flatnonzero(~np.isin(cats, TRAFFIC)))
+    seeds: list[Seed] = []
+    stream_us: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in args.seeds:
+            work, cache = Path(tmp) / f"seed-{seed}", str(Path(tmp) / "embeddings")
+            traffic = np.random.default_rng(seed).permutation(np.flatnonzero(np.isin(cats, TRAFFIC)))
+            cut = int(0.8 * len(traffic))
+            stream, test = full.subset(traffic[:cut]), full.subset(traffic[cut:])
+            print(f"seed {seed}: {len(cold)} cold-start questions (other categories), stream {len(stream)}, "
+                  f"unseen test {len(test)}", flush=True)
+            work.mkdir()
+            offline_router = LearnedRouter.from_path(_train(stream, work / "offline.json", cache), cache_dir=cache)
+            means = test.scores.mean(axis=0)
+            result = Seed(seed, quality_at_share(offline_router, test)[0],
+                          float((1 - CLOUD_SHARE) * means[0] + CLOUD_SHARE * means[2]), means.tolist(), {})
+            print(f"  offline router on the stream's full outcomes: quality@30% {result.offline:.4f}")
+            for share in args.label_share:
+                for mix in (False, True):
+                    name = f"labels {share:.0%}" + (" + cold data" if mix else " only")
+                    print(f" {name}", flush=True)
+                    (work / name).mkdir()
+                    result.runs[name], us = run_stream(full, stream, test, cold, label_share=share,
+                                                       answer_share=args.answer_share,
+                                                       retrain_every=args.retrain_every, mix=mix, work=work / name,
+                                                       cache=cache)
+                    stream_us += us
+            seeds.append(result)
+        append = append_cost(Path(tmp))
+        overhead = loop_overhead(Path(tmp))
+    _report(seeds, stream_us, append, overhead, args, time.perf_counter() - started)
+
+
+@dataclass
+class Seed:
+    """One shuffle of the traffic: its offline reference, baselines, and every run's points."""
+
+    seed: int
+    offline: float
+    random: float
+    tier_means: list[float]
+    runs: dict[str, list[Point]]
+
+
+def _ms(values: list[float]) -> str:
+    return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
+
+
+def _report(seeds: list[Seed], stream_us: list[float], append: tuple[float, float, float],
+            overhead: tuple[float, float, float, float], args: argparse.Namespace, seconds: float) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tiers = np.mean([s.tier_means for s in seeds], axis=0)
+    print(f"\n{len(seeds)} seeds {args.seeds}; unseen test (mean over seeds): all device {tiers[0]:.4f}, "
+          f"all edge {tiers[1]:.4f}, all cloud {tiers[2]:.4f}, random device/cloud at 30 % cloud "
+          f"{_ms([s.random for s in seeds])}")
+    print(f"offline router (80 % of this traffic, full outcomes): {_ms([s.offline for s in seeds])}")
+    print("\nmean ± std over seeds\n| run | requests | labelled | quality @30 % cloud | served cloud share |\n"
+          "|---|---|---|---|---|")
+    names = list(seeds[0].runs)
+    for name in names:
+        for k, p in enumerate(seeds[0].runs[name]):
+            q = [s.runs[name][k].quality for s in seeds]
+            served = np.mean([s.runs[name][k].served_cloud for s in seeds])
+            print(f"| {name} | {p.requests} | {p.labelled} | {_ms(q)} | {served:.1%} |")
+    print("\nat the first retrain with ≥ 2,000 labelled requests (paired per seed, in accuracy points):")
+    for name in names:
+        at = next((k for k, p in enumerate(seeds[0].runs[name]) if p.labelled >= 2000), None)
+        if at is None:
+            last = seeds[0].runs[name][-1]
+            print(f"  {name}: never reaches 2,000 labels ({last.labelled} after {last.requests} requests)")
+            at = len(seeds[0].runs[name]) - 1
+        vs_offline = [100 * (s.runs[name][at].quality - s.offline) for s in seeds]
+        vs_cold = [100 * (s.runs[name][at].quality - s.runs[name][0].quality) for s in seeds]
+        print(f"  {name} ({seeds[0].runs[name][at].labelled} labels): vs offline {np.mean(vs_offline):+.2f} "
+              f"(per seed {', '.join(f'{v:+.1f}' for v in vs_offline)}), vs cold start {np.mean(vs_cold):+.2f} "
+              f"(per seed {', '.join(f'{v:+.1f}' for v in vs_cold)})")
+    print(f"\nDecisionLog.append in the stream: p50 {np.percentile(stream_us, 50):.1f} µs, "
+          f"p99 {np.percentile(stream_us, 99):.1f} µs ({len(stream_us)} appends)")
+    print(f"DecisionLog.append, 20,000 in a row: p50 {append[0]:.1f} µs, p99 {append[1]:.1f} µs; "
+          f"writer {append[2]:,.0f} records/s")
+    print(f"simulated request on one event loop: p50 {overhead[0]:.1f} µs / p99 {overhead[1]:.1f} µs without the "
+          f"log, p50 {overhead[2]:.1f} µs / p99 {overhead[3]:.1f} µs with it: the log adds "
+          f"{overhead[2] - overhead[0]:.1f} µs p50")
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for name in names:
+        x = [p.labelled for p in seeds[0].runs[name]]
+        curves = np.array([[p.quality for p in s.runs[name]] for s in seeds])
+        mean, std = curves.mean(axis=0), curves.std(axis=0)
+        ax.plot(x, mean, marker="o", markersize=3, label=name)
+        if len(seeds) > 1:
+            ax.fill_between(x, mean - std, mean + std, alpha=0.12)
+    ax.axhline(float(np.mean([s.offline for s in seeds])), color="k", linestyle="--",
+               label="offline: 80 % of this traffic, full outcomes")
+    ax.axhline(float(np.mean([s.random for s in seeds])), color="grey", linestyle=":", label="random at 30 % cloud")
+    ax.set_xlim(left=-40)
+    ax.set_xlabel("labelled requests")
+    ax.set_ylabel("accuracy on unseen traffic at 30 % cloud")
+    ax.set_title(f"MMLU-Pro traffic replay, cold router retrained on its labels ({len(seeds)} seeds)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    args.plot.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(args.plot, dpi=110)
+    print(f"plot: {args.plot}; {seconds:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Learning from the traffic a gateway routes: the decision log, labels from a judge tier, and retraining."""
