@@ -29,8 +29,12 @@ from tierwise.gateway.app import _build_state
 from tierwise.gateway.decision import COST_HEADER, Attempt
 from tierwise.gateway.service import ChatService
 from tierwise.protocol import ChatCompletionRequest
+from tierwise.routing.answer_signals import AnswerConfidence
 from tierwise.routing.cascade import FEATURE_NAMES, CascadeCheck
+from tierwise.routing.features import FeaturizerSettings
+from tierwise.routing.router_file import RouterFile, TierSpec, file_version
 from tierwise.testing.scripted import ScriptedTier, scripted_config
+from tierwise.traffic import store
 
 PRICES = {"device": (0.0, 0.0), "edge": (1.0, 2.0), "cloud": (10.0, 30.0)}
 
@@ -275,5 +279,83 @@ def test_cascade_keeps_a_good_answer_and_a_failed_escalation_keeps_the_first(tmp
         first = await doubtful.complete(_chat(), None)
         assert first.body["choices"][0]["message"]["content"] == "answer from device"
         assert "escalation to 'cloud' failed" in first.trace.report()["cascade"]["error"]
+
+    run(scenario)
+
+
+def test_the_cascade_escalates_an_answer_its_model_doubted(tmp_path: Path) -> None:
+    """The device tier's token confidence is one of the check's features: the same answer is kept when the model
+    was sure of it and escalated when it was not."""
+    n = len(FEATURE_NAMES)
+    weights = np.zeros(n)
+    weights[FEATURE_NAMES.index("mean_token_p")] = 10.0
+    path = CascadeCheck("device-model", np.zeros(n), np.ones(n), weights, -5.0, threshold=0.5).save(
+        tmp_path / "cascade.json")
+
+    async def scenario() -> None:
+        service, tiers = _service(router={"cascade": {"model": str(path), "check": ["device"]}})
+        tiers["device"].answer_confidence = AnswerConfidence(mean_logprob=-0.05, min_logprob=-0.3, mean_entropy=0.2, tokens=12)
+        sure = await service.complete(_chat(), None)
+        assert sure.trace.tier.name == "device" and sure.trace.escalation.p_good > 0.9
+        tiers["device"].answer_confidence = AnswerConfidence(mean_logprob=-2.5, min_logprob=-6.0, mean_entropy=3.0, tokens=12)
+        unsure = await service.complete(_chat(), None)
+        assert unsure.trace.escalated_from == "device" and unsure.trace.tier.name == "cloud"
+
+    run(scenario)
+
+
+def test_every_routed_request_is_in_the_decision_log(tmp_path: Path) -> None:
+    log_path = tmp_path / "decisions.sqlite"
+
+    async def scenario() -> None:
+        service, tiers = _service(router={"log": {"path": str(log_path), "keep_text": True}},
+                                  policies={"personal_data": "device_only"})
+        log = service.state.decision_log
+        assert log is not None
+        log.start()
+        tiers["device"].fail_with(TierUnavailable("down"))
+        await service.complete(_chat("What is 2 + 2?"), "key-1")  # failed over to edge
+        tiers["device"].fail_with(None)
+        stream = await service.stream(_chat("Tell me more", stream=True), "key-1")
+        _ = [c async for c in stream.chunks()]
+        await stream.aclose()
+        await service.complete(_chat("Mail li.wei@example.com the plan"), None)  # personal data: device only
+        await log.aclose()
+
+    run(scenario)
+    records = store.read_records(store.connect(log_path))
+    assert [r.tier for r in records] == ["edge", "device", "device"]
+    first, streamed, private = records
+    assert first.status == "ok" and first.router == "cheapest-healthy" and first.key_hash not in (None, "key-1")
+    assert first.cost_usd == pytest.approx((1000 * 1.0 + 100 * 2.0) / 1e6) and first.completion_tokens == 100
+    assert first.answer == "answer from edge" and "failed over to 'edge'" in first.reasons
+    assert streamed.status == "ok" and streamed.answer == "answer from device" and streamed.ttft_ms is not None
+    assert private.device_only and private.prompt is None and private.answer is None  # its text stays out
+    assert set(private.excluded) == {"edge", "cloud"}
+
+
+def _router_file(tmp_path: Path, tolerance: float) -> Path:
+    file = RouterFile(
+        tiers=[TierSpec("device", "small", "device"), TierSpec("cloud", "big", "cloud", 10.0, 30.0)],
+        featurizer=FeaturizerSettings(embedding="none"),
+        predictor={"name": "logistic", "hyper_parameters": {"l2": 10.0}},
+        predictor_arrays={"W": np.zeros((10, 2)), "mean": np.zeros(9), "std": np.ones(9)},
+        tolerance=tolerance, target_cloud_share=0.2, heldout_margins=np.linspace(-1, 1, 11, dtype=np.float32),
+    )
+    return file.save(tmp_path / "router.json")
+
+
+def test_a_retrained_router_file_decides_without_a_restart_and_says_its_version(tmp_path: Path) -> None:
+    path = _router_file(tmp_path, 0.1)
+    first_version = file_version(path)
+
+    async def scenario() -> None:
+        service, _ = _service(router={"model": str(path)})
+        plan = await service.plan(_chat(), None)
+        assert plan.router_version == first_version and plan.choice.router == "learned"
+        _router_file(tmp_path, 0.3)  # retrained: a new file in its place
+        assert service.state.router_reloader is not None and service.state.router_reloader.load()
+        done = await service.complete(_chat(), None)
+        assert done.trace.report()["router_version"] == file_version(path) != first_version
 
     run(scenario)

@@ -51,6 +51,10 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
             app.state.metrics = state.metrics
             if state.shared is not None:
                 await state.shared.start()  # never fails for Redis being down: the gateway serves on local state
+            if state.router_reloader is not None:
+                await state.router_reloader.start()  # watches the router file; a changed file is swapped in
+            if state.decision_log is not None:
+                state.decision_log.start()  # a file that cannot be opened is a ConfigError, before serving
             await state.probe()  # /healthz answers from probe results: have one before serving
             if settings.policies.personal_data != "off":
                 normalise("")  # builds the scan's Unicode table (≈ 0.25 s) now, not in the first request
@@ -62,6 +66,10 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
                 with contextlib.suppress(asyncio.CancelledError):
                     await prober
         finally:
+            if state.decision_log is not None:
+                await state.decision_log.aclose()  # writes what is still queued
+            if state.router_reloader is not None:
+                await state.router_reloader.aclose()
             if state.rate_limits is not None:
                 await state.rate_limits.aclose()
             if state.shared is not None:
@@ -114,12 +122,28 @@ def _build_state(settings: Settings, *, tiers: dict[str, Tier] | None, router: R
         guard, ledger = BudgetGuard(inner_ledger, store=shared), ReservingLedger(inner_ledger)
         if shared is not None:
             shared.budget_guard = guard
+    reloader = None
+    if router is None and settings.router.model is not None and settings.router.name in (None, "learned"):
+        from tierwise.routing.reload import reloader_for  # a learned router from a file: reloaded when it changes
+
+        if not settings.router.model.is_file():
+            raise ConfigError(f"router.model: {settings.router.model} does not exist (train one with `tierwise train`)")
+        reloader = reloader_for(settings.router)
+        reloader.load()  # at startup, as any router is built: a file that does not load stops the gateway here
+        router = reloader.current()[0]
+    decision_log = None
+    if settings.router.log is not None:
+        from tierwise.traffic.log import DecisionLog  # SQLite: only when the log is configured
+
+        decision_log = DecisionLog(settings.router.log)
     return GatewayState(
         settings=settings,
         tiers=tiers,
         health=trackers,
         dispatcher=Dispatcher(tiers, trackers, metrics_),
         router=router or build_router(settings.router),
+        router_reloader=reloader,
+        decision_log=decision_log,
         metrics=metrics_,
         auth=ApiKeyAuth(keys),
         ledger=ledger,

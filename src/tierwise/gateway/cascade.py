@@ -15,6 +15,7 @@ from typing import Any
 from tierwise.gateway.decision import RoutePlan
 from tierwise.gateway.state import GatewayState
 from tierwise.protocol import ChatCompletionRequest
+from tierwise.routing.answer_signals import AnswerConfidence
 
 LOCATION_RANK = {"device": 0, "edge": 1, "cloud": 2}
 
@@ -63,9 +64,12 @@ def _answer_text(body: dict[str, Any]) -> str | None:
 
 
 def plan_escalation(
-    state: GatewayState, chat: ChatCompletionRequest, plan: RoutePlan, served: str, body: dict[str, Any]
+    state: GatewayState, chat: ChatCompletionRequest, plan: RoutePlan, served: str, body: dict[str, Any],
+    *, confidence: AnswerConfidence | None = None,
 ) -> Escalation | None:
-    """None when this answer is not checked (no cascade, pinned tier, tier not checked, no text answer)."""
+    """None when this answer is not checked (no cascade, pinned tier, tier not checked, no text answer).
+    `confidence`: how sure the serving model was (its token logprobs, when the tier reports them): an answer
+    the model itself doubted is escalated first."""
     check, config = state.cascade, state.settings.router.cascade
     if check is None or config is None or plan.pinned:
         return None
@@ -74,7 +78,8 @@ def plan_escalation(
     if served not in checked or answer is None:
         return None
     threshold = check.threshold if config.threshold is None else config.threshold
-    doubtful, p_good = check.should_escalate(chat.last_user_text(), answer, threshold=threshold)
+    doubtful, p_good = check.should_escalate(chat.last_user_text(), answer, threshold=threshold,
+                                             confidence=confidence)
     if not doubtful:
         return Escalation(served, p_good, threshold, None, f"answer of {served!r} kept: P(good) {p_good:.2f}")
     stronger = [n for n in plan.order if _strength(state, n) > _strength(state, served)]

@@ -5,6 +5,7 @@ goes; it is turned into the client's `tierwise` report and response headers in o
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -14,7 +15,9 @@ from tierwise.routing.router import Decision
 
 if TYPE_CHECKING:
     from tierwise.gateway.cascade import Escalation
+    from tierwise.routing.answer_signals import AnswerConfidence
     from tierwise.tiers.base import Tier
+    from tierwise.traffic.record import DecisionRecord
 
 TIER_HEADER = "x-tierwise-tier"
 COST_HEADER = "x-tierwise-cost-usd"
@@ -38,6 +41,7 @@ class RoutePlan:
     order: list[str]
     policy: PolicyOutcome
     choice: Decision | None
+    router_version: str | None = None  # the router file's version, when the router is reloaded from one
 
     @property
     def pinned(self) -> bool:
@@ -67,6 +71,9 @@ class RequestTrace:
     escalation: Escalation | None = None
     escalated_from: str | None = None  # the tier whose answer the cascade replaced
     cost_usd: float | None = None  # every call's cost, the cascade's first answer included
+    ttft_s: float | None = None  # until the served tier's first chunk
+    usage: dict[str, Any] | None = None  # the served answer's token counts
+    started: float = field(default_factory=time.perf_counter)
 
     def add_cost(self, usd: float) -> None:
         self.cost_usd = usd if self.cost_usd is None else self.cost_usd + usd
@@ -93,6 +100,8 @@ class RequestTrace:
             if self.escalated_from is not None:
                 reasons = [*reasons, self.escalation.reason]
         out["reasons"] = reasons
+        if plan.router_version is not None:
+            out["router_version"] = plan.router_version
         out["request_id"] = self.request_id
         if self.cost_usd is not None:
             out["cost_usd"] = self.cost_usd
@@ -107,3 +116,30 @@ class RequestTrace:
         if self.cost_usd is not None:
             headers[COST_HEADER] = f"{self.cost_usd:.8g}"
         return headers
+
+    def decision_record(
+        self, *, key_hash: str | None, status: str, confidence: AnswerConfidence | None = None,
+        prompt: str | None = None, answer: str | None = None,
+    ) -> DecisionRecord:
+        """The decision log's row for this request (`traffic/record.py`); the log decides whether text is kept."""
+        from tierwise.traffic.record import DecisionRecord
+
+        plan, choice, usage = self.plan, self.plan.choice, self.usage or {}
+        escalation = self.escalation
+        return DecisionRecord(
+            request_id=self.request_id or "", time=time.time(), key_hash=key_hash,
+            tier=self.tier.name if self.tier else "", model=self.tier.model_name if self.tier else "",
+            router=choice.router if choice else "pinned", router_version=plan.router_version,
+            reasons=self.report()["reasons"], allowed=[t.name for t in plan.policy.allowed],
+            excluded=plan.excluded, predicted_quality=choice.predicted_quality if choice else None,
+            latency_ms=(time.perf_counter() - self.started) * 1000,
+            ttft_ms=None if self.ttft_s is None else self.ttft_s * 1000,
+            prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"),
+            cost_usd=self.cost_usd,
+            cascade=None if escalation is None else ("escalated" if self.escalated_from else "kept"),
+            cascade_p_good=None if escalation is None else escalation.p_good,
+            escalated_to=self.tier.name if self.escalated_from and self.tier else None,
+            # personal data found: the policy kept it on private tiers, so its text stays out of a log elsewhere
+            confidence=confidence, device_only=bool(plan.policy.pii_kinds),
+            status=status, prompt=prompt, answer=answer,
+        )

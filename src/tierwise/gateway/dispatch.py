@@ -49,6 +49,7 @@ class Served:
     first: Chunk
     rest: AsyncIterator[Chunk]
     usage: dict[str, Any] | None = None  # filled in when the stream ends
+    ttft_s: float | None = None  # from the start of this tier's attempt to its first chunk
     finish: Callable[[str], None] = field(default=lambda outcome: None, repr=False)  # frees the slot, once
     stream: AsyncIterator[Chunk] | None = field(default=None, repr=False)  # the tier's own generator
 
@@ -153,7 +154,7 @@ class Dispatcher:
         self.metrics.ttft.labels(name).observe(ttft_s)
         self.health[name].record_ttft(ttft_s * 1000)
         self.metrics.in_flight.labels(name).inc()
-        served = Served(tier=tier, first=first, rest=_empty(), stream=stream)
+        served = Served(tier=tier, first=first, rest=_empty(), stream=stream, ttft_s=ttft_s)
         _note_usage(served, first)
         served.finish = self._finisher(served, slot, started)
         served.rest = self._rest(served, stream)

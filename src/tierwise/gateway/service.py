@@ -27,6 +27,7 @@ from tierwise.gateway.state import GatewayState
 from tierwise.gateway.streaming import ChatStream
 from tierwise.protocol import ChatCompletionRequest, CompletionBuilder, new_completion_id
 from tierwise.request_context import current_request_id
+from tierwise.routing.answer_signals import AnswerConfidence
 from tierwise.routing.pii import pii_kinds_found
 from tierwise.routing.policy import apply_policies
 from tierwise.routing.router import RouteRequest
@@ -98,8 +99,9 @@ class ChatService:
             return RoutePlan([chat.model], outcome, choice=None)
         if not outcome.allowed:
             raise outcome.refusal()
-        choice = state.router.decide(request, outcome.allowed)
-        return RoutePlan(choice.order, outcome, choice)
+        router, version = state.current_router()
+        choice = router.decide(request, outcome.allowed)
+        return RoutePlan(choice.order, outcome, choice, router_version=version)
 
     async def collect(
         self, chat: ChatCompletionRequest, api_key: str | None, fold: Callable[[], Fold]
@@ -107,17 +109,20 @@ class ChatService:
         """Non-streaming, without the cascade: the whole answer folded by `fold()`, charged, and its trace."""
         trace = RequestTrace(current_request_id(), await self.plan(chat, api_key))
         served, answer = await self._collect(chat, trace.plan.order, trace, fold)
-        trace.tier = served.tier
+        trace.tier, trace.ttft_s, trace.usage = served.tier, served.ttft_s, answer.usage
         self._charge(trace, served.tier.name, answer.usage, api_key)
+        if not isinstance(answer, CompletionBuilder):  # a chat answer is logged once the cascade has checked it
+            self._log(trace, chat, api_key, answer_text=None, confidence=None)
         return answer, trace
 
     async def complete(self, chat: ChatCompletionRequest, api_key: str | None) -> Completion:
         builder, trace = await self.collect(chat, api_key, CompletionBuilder)
         assert trace.tier is not None
         served_tier = trace.tier
+        confidence = served_tier.confidence(str(builder.top.get("id", "")))  # before the id is replaced
         completion_id = new_completion_id()
         body = builder.build(completion_id=completion_id, model=served_tier.model_name)
-        escalation = plan_escalation(self.state, chat, trace.plan, served_tier.name, body)
+        escalation = plan_escalation(self.state, chat, trace.plan, served_tier.name, body, confidence=confidence)
         trace.escalation = escalation
         if escalation is not None and escalation.target is not None:
             try:
@@ -126,10 +131,12 @@ class ChatService:
                 escalation.error = f"escalation to {escalation.target!r} failed: {err.message}"
             else:
                 body = up_builder.build(completion_id=completion_id, model=up.tier.model_name)
-                trace.escalated_from, trace.tier = served_tier.name, up.tier
+                trace.escalated_from, trace.tier, trace.usage = served_tier.name, up.tier, up_builder.usage
                 self._charge(trace, up.tier.name, up_builder.usage, api_key)
+                confidence = up.tier.confidence(str(up_builder.top.get("id", "")))
         if escalation is not None:
             self.state.metrics.cascade_checks.labels(escalation.checked, escalation.result).inc()
+        self._log(trace, chat, api_key, answer_text=_answer_text(body), confidence=confidence)
         return Completion(body, trace)
 
     async def stream(self, chat: ChatCompletionRequest, api_key: str | None) -> ChatStream:
@@ -138,9 +145,18 @@ class ChatService:
         served = await self.state.dispatcher.open(
             chat, trace.plan.order, trace.attempts, skip_down=not trace.plan.pinned, excluded=trace.plan.excluded
         )
-        trace.tier = served.tier
+        trace.tier, trace.ttft_s = served.tier, served.ttft_s
+        answer_id = str(served.first.get("id", ""))  # the tier's own id, before the stream gives it the gateway's
+
+        def finish(status: str, answer_text: str | None) -> None:
+            trace.usage = served.usage
+            self._log(trace, chat, api_key, answer_text=answer_text, confidence=served.tier.confidence(answer_id),
+                      status=status)
+
+        log = self.state.decision_log
         return ChatStream(served, trace, wants_usage_chunk=chat.wants_usage_chunk,
-                          charge=lambda usage: self._charge(trace, served.tier.name, usage, api_key))
+                          charge=lambda usage: self._charge(trace, served.tier.name, usage, api_key),
+                          finish=finish, keep_text=log is not None and log.settings.keep_text)
 
     async def _collect(
         self, chat: ChatCompletionRequest, order: list[str], trace: RequestTrace, fold: Callable[[], Fold]
@@ -165,6 +181,17 @@ class ChatService:
             finally:
                 await served.aclose()
 
+    def _log(
+        self, trace: RequestTrace, chat: ChatCompletionRequest, api_key: str | None, *, answer_text: str | None,
+        confidence: AnswerConfidence | None, status: str = "ok",
+    ) -> None:
+        """One row in the decision log (router.log), when there is one: queued, never awaited."""
+        log = self.state.decision_log
+        if log is None:
+            return
+        log.append(trace.decision_record(key_hash=log.hash_key(api_key), status=status, confidence=confidence,
+                                         prompt=chat.last_user_text(), answer=answer_text))
+
     def _charge(self, trace: RequestTrace, tier: str, usage: dict[str, Any] | None, api_key: str | None) -> None:
         """What the answer cost on `tier`, added to the trace and to the key's spending today."""
         if not usage:
@@ -175,3 +202,9 @@ class ChatService:
         self.state.ledger.charge(api_key, cost)
         self.state.settle_usage(usage)  # the rate limit's token estimate corrected, the reservation released
         trace.add_cost(cost)
+
+
+def _answer_text(body: dict[str, Any]) -> str | None:
+    choices = body.get("choices") or []
+    content = (choices[0].get("message") or {}).get("content") if choices else None
+    return content if isinstance(content, str) else None

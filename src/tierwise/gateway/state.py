@@ -21,8 +21,10 @@ from tierwise.tiers.base import Tier, TierHealth
 if TYPE_CHECKING:
     from tierwise.gateway.request_scope import RequestScope
     from tierwise.protocol import ChatCompletionRequest
+    from tierwise.routing.reload import RouterReloader
     from tierwise.state import RateLimiter, SharedStateStore
     from tierwise.state.budget_guard import BudgetGuard
+    from tierwise.traffic.log import DecisionLog
 
 log = logging.getLogger("tierwise.gateway")
 
@@ -42,6 +44,14 @@ class GatewayState:
     rate_limits: RateLimiter | None = None  # policies.rate_limits, admitted at each request's entry
     budget_guard: BudgetGuard | None = None  # with policies.daily_budget_usd: budget reserved at each entry
     last_probe: dict[str, TierHealth] = field(default_factory=dict)  # tier -> its latest probe's result
+    router_reloader: RouterReloader | None = None  # a router file watched and reloaded while serving
+    decision_log: DecisionLog | None = None  # router.log: one record per routed request
+
+    def current_router(self) -> tuple[Router, str | None]:
+        """The router deciding now, and the version of its file (None when it has no file to reload)."""
+        if self.router_reloader is not None:
+            return self.router_reloader.current()
+        return self.router, None
 
     async def admit(self, chat: ChatCompletionRequest, api_key: str | None) -> None:
         """Count the request against its key's rate limits (`policies.rate_limits`; RateLimited, a 429, when

@@ -33,12 +33,16 @@ class ChatStream:
     def __init__(
         self, served: Served, trace: RequestTrace, *, wants_usage_chunk: bool,
         charge: Callable[[dict[str, Any]], None],
+        finish: Callable[[str, str | None], None] = lambda status, text: None, keep_text: bool = False,
     ) -> None:
         self.served = served
         self.trace = trace
         self.wants_usage_chunk = wants_usage_chunk
         self._charge = charge
         self._charged = False
+        self._finish: Callable[[str, str | None], None] | None = finish  # (status, answer text): called once
+        self.status = "abandoned"  # until the stream ends: "ok", or "broken" when the tier failed mid-answer
+        self._pieces: list[str] | None = [] if keep_text else None  # the answer's text, for the decision log
         self.same = {"id": new_completion_id(), "model": served.tier.model_name}
 
     def charge_once(self) -> None:
@@ -51,22 +55,30 @@ class ChatStream:
         first = self.served.first
         first.update(same)
         first["tierwise"] = self.trace.report()
+        self._keep(first)
         yield first
         finishing: Chunk | None = None
         usage_chunk: Chunk | None = None
-        async for chunk in self.served.rest:
-            choices = chunk.get("choices")
-            if not choices:  # the usage chunk, a tier's last
-                usage_chunk = chunk
-                continue
-            chunk.update(same)  # the tier's own dict: changed in place, not copied, on this per-token path
-            if finishing is not None:
-                yield finishing
-                finishing = None
-            if any(c.get("finish_reason") for c in choices):
-                finishing = chunk
-                continue
-            yield chunk
+        try:
+            async for chunk in self.served.rest:
+                choices = chunk.get("choices")
+                if not choices:  # the usage chunk, a tier's last
+                    usage_chunk = chunk
+                    continue
+                chunk.update(same)  # the tier's own dict: changed in place, not copied, on this per-token path
+                if self._pieces is not None:
+                    self._keep(chunk)
+                if finishing is not None:
+                    yield finishing
+                    finishing = None
+                if any(c.get("finish_reason") for c in choices):
+                    finishing = chunk
+                    continue
+                yield chunk
+        except BaseException as err:
+            self.status = "broken" if isinstance(err, Exception) else "abandoned"
+            raise
+        self.status = "ok"
         self.charge_once()
         summary: dict[str, Any] = {"request_id": self.trace.request_id}
         if self.trace.cost_usd is not None:
@@ -79,12 +91,20 @@ class ChatStream:
             finishing["tierwise"] = summary
             yield finishing
 
+    def _keep(self, chunk: Chunk) -> None:
+        if self._pieces is not None:
+            self._pieces += [c["delta"]["content"] for c in chunk.get("choices") or []
+                             if isinstance((c.get("delta") or {}).get("content"), str)]
+
     async def aclose(self) -> None:
         # A client that went away cancels the sender; the tier's stream must still be closed (its slot and model
         # freed), so the close is shielded from that cancellation, and bounded.
         with anyio.move_on_after(CLOSE_TIMEOUT_S, shield=True):
             await self.served.aclose()
         self.charge_once()
+        if self._finish is not None:
+            finish, self._finish = self._finish, None
+            finish(self.status, None if self._pieces is None else "".join(self._pieces))
 
 
 class ServedStream(StreamingResponse):

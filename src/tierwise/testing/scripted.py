@@ -13,7 +13,10 @@ from typing import Any
 from tierwise.config import OpenAITierConfig
 from tierwise.errors import TierwiseError
 from tierwise.protocol import ChatCompletionRequest
+from tierwise.routing.answer_signals import AnswerConfidence
 from tierwise.tiers.base import Chunk, Tier, TierHealth
+
+_ANSWER_ID = "chatcmpl-scripted"  # the id of every scripted answer's chunks
 
 
 def scripted_config(name: str, location: str, **fields: Any) -> OpenAITierConfig:
@@ -33,6 +36,7 @@ class ScriptedTier(Tier):
         self.pieces = list(pieces)
         self.usage = usage
         self.healthy = True
+        self.answer_confidence: AnswerConfidence | None = None  # what `confidence()` reports for its answers
         self.received: list[ChatCompletionRequest] = []
         self._failure: tuple[TierwiseError, int] | None = None
 
@@ -63,7 +67,10 @@ class ScriptedTier(Tier):
     async def health(self) -> TierHealth:
         return TierHealth(self.healthy, "scripted")
 
+    def confidence(self, answer_id: str) -> AnswerConfidence | None:
+        return self.answer_confidence if answer_id == _ANSWER_ID else None
+
 
 def _chunk(delta: dict[str, Any], finish_reason: str | None) -> Chunk:
-    return {"id": "chatcmpl-scripted", "object": "chat.completion.chunk", "created": 0, "model": "upstream-name",
+    return {"id": _ANSWER_ID, "object": "chat.completion.chunk", "created": 0, "model": "upstream-name",
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}

@@ -22,6 +22,7 @@ from tierwise.tiers.capabilities import Capabilities
 if TYPE_CHECKING:
     from tierwise.config import CostConfig, TierConfig
     from tierwise.protocol import ChatCompletionRequest, TextCompletionRequest
+    from tierwise.routing.answer_signals import AnswerConfidence
 
 __all__ = [
     "Chunk", "Tier", "TierBusy", "TierHealth", "TierRateLimited", "TierRejected", "TierRequestFailed",
@@ -112,6 +113,11 @@ class Tier(ABC):
     @property
     def embedding_model(self) -> str | None:
         """The model this tier embeds with; None: `/v1/embeddings` is never forwarded to it."""
+        return None
+
+    def confidence(self, answer_id: str) -> AnswerConfidence | None:
+        """How sure the model was of the answer with this id (the id of the tier's own chunks), from its token
+        logprobs; None when the tier does not compute it (only the in-process llama.cpp tier does)."""
         return None
 
     @abstractmethod
