@@ -155,6 +155,8 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=32, help="content chunks per streamed answer")
     parser.add_argument("--litellm", default=shutil.which("litellm") or "", help="path to the litellm executable")
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx", help="path to nginx")
+    parser.add_argument("--with-log", action="store_true",
+                        help="also a second tierwise with the decision log on (router.log): what the log adds")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="tierwise-bench-"))
@@ -177,13 +179,17 @@ def main() -> None:
             targets.append(Target("nginx", f"http://127.0.0.1:{port}/v1/chat/completions", "tiny", {}, nginx))
         else:
             print(f"nginx not found at {args.nginx}: no floor to compare with")
-        gw_port = free_port()
-        config = {"tiers": [{"name": "tiny", "location": "edge", "backend": "openai", "base_url": stub,
-                             "model": "stub", "max_concurrent": 256}], "gateway": {"port": gw_port}}
-        (tmp / "tiers.yaml").write_text(yaml.safe_dump(config))
-        gateway = started([sys.executable, "-m", "tierwise", "serve", "-c", str(tmp / "tiers.yaml"),
-                           "--log-level", "warning", "--no-access-log"], f"http://127.0.0.1:{gw_port}/healthz")
-        targets.append(Target("tierwise", f"http://127.0.0.1:{gw_port}/v1/chat/completions", "tiny", {}, gateway))
+        variants = {"tierwise": {}}
+        if args.with_log:
+            variants["tw+log"] = {"router": {"log": {"path": str(tmp / "decisions.sqlite"), "keep_text": True}}}
+        for name, extra in variants.items():
+            gw_port = free_port()
+            config = {"tiers": [{"name": "tiny", "location": "edge", "backend": "openai", "base_url": stub,
+                                 "model": "stub", "max_concurrent": 256}], "gateway": {"port": gw_port}, **extra}
+            (tmp / f"{name}.yaml").write_text(yaml.safe_dump(config))
+            gateway = started([sys.executable, "-m", "tierwise", "serve", "-c", str(tmp / f"{name}.yaml"),
+                               "--log-level", "warning", "--no-access-log"], f"http://127.0.0.1:{gw_port}/healthz")
+            targets.append(Target(name, f"http://127.0.0.1:{gw_port}/v1/chat/completions", "tiny", {}, gateway))
         if args.litellm:
             ll_port = free_port()
             ll_config = {"model_list": [{"model_name": "tiny", "litellm_params": {
