@@ -43,3 +43,14 @@ def test_what_a_stateless_gateway_cannot_do_is_a_clear_400(gateway, fields):
     url, _ = gateway
     with pytest.raises(openai.BadRequestError):
         sdk(url).responses.create(**{"model": "auto", "input": "hi", **fields})
+
+
+def test_reasoning_effort_is_routed_to_a_tier_that_reasons(stub_backend, run_gateway):
+    base, behavior = stub_backend
+    url = run_gateway({"tiers": [openai_tier("edge", base), openai_tier("thinker", base, location="cloud",
+                                                                          capabilities={"reasoning": True})]})
+    reply = sdk(url).responses.create(model="auto", input="Prove it", reasoning={"effort": "high"})
+    assert reply.model_extra["tierwise"]["tier"] == "thinker"  # the edge, cheaper, cannot reason
+    assert behavior.received[-1]["reasoning_effort"] == "high"
+    with pytest.raises(openai.BadRequestError, match="unsupported_capability|reasoning"):
+        sdk(url).responses.create(model="edge", input="Prove it", reasoning={"effort": "high"})

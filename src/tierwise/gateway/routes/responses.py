@@ -1,7 +1,7 @@
 """`POST /v1/responses`: the stateless core of OpenAI's Responses API, mapped onto the chat path.
 
 `input` (a string, or message items with `input_text` parts) and `instructions` become chat messages,
-`max_output_tokens` the output limit; the request is then routed, policed, failed over and charged exactly as a
+`max_output_tokens` the output limit, `reasoning.effort` the `reasoning_effort`; the request is then routed, policed, failed over and charged exactly as a
 chat completion. The answer comes back as a `response` object, or — with `stream: true` — as Responses events
 (`response.created`, `response.output_text.delta`, `response.output_text.done`, `response.completed`).
 Refused with a 400: `previous_response_id` and `conversation` (nothing is stored), `tools`, `background`.
@@ -44,6 +44,7 @@ class ResponsesRequest(BaseModel):
     temperature: float | None = None
     top_p: float | None = None
     stream: bool = False
+    reasoning: dict[str, Any] | None = None  # {"effort": "low" | "medium" | "high" | "none"}: routed as for chat
 
     def to_chat(self) -> ChatCompletionRequest:
         for name in _REFUSED:
@@ -54,7 +55,8 @@ class ResponsesRequest(BaseModel):
         items = [{"role": "user", "content": self.input}] if isinstance(self.input, str) else self.input
         messages += [{"role": item.get("role", "user"), "content": _text(item)} for item in items]
         chat = {"model": self.model, "messages": messages, "stream": self.stream, "max_tokens": self.max_output_tokens,
-                "temperature": self.temperature, "top_p": self.top_p}
+                "temperature": self.temperature, "top_p": self.top_p,
+                "reasoning_effort": (self.reasoning or {}).get("effort")}
         try:
             return ChatCompletionRequest.model_validate({k: v for k, v in chat.items() if v is not None})
         except ValidationError as err:
