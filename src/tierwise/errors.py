@@ -189,3 +189,22 @@ class UpstreamTimedOut(UpstreamTransportError):
 
 class UpstreamHTTPFailed(UpstreamTransportError):
     """Any other failure of the exchange (a malformed response, a body cut off)."""
+
+
+# --- signals that stop work from inside a callback; caught where they are raised, never seen by a client ----------
+
+
+class BodyTooLarge(Exception):
+    """A request body grew past `gateway.max_body_bytes` while streaming in (gateway/limits.py answers 413)."""
+
+
+class HeadTooLarge(Exception):
+    """Raised inside an httptools parser callback to stop it at once (gateway/limited_protocol.py answers 431)."""
+
+
+class GenerationCancelled(Exception):
+    """Raised from inside llama.cpp's sampling loop to stop it: the parent cancelled, closed or went away."""
+
+
+class TokenLimitReached(Exception):
+    """The request's token limit was reached on a path where llama-cpp-python ignores `max_tokens`."""

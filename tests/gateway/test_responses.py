@@ -52,5 +52,5 @@ def test_reasoning_effort_is_routed_to_a_tier_that_reasons(stub_backend, run_gat
     reply = sdk(url).responses.create(model="auto", input="Prove it", reasoning={"effort": "high"})
     assert reply.model_extra["tierwise"]["tier"] == "thinker"  # the edge, cheaper, cannot reason
     assert behavior.received[-1]["reasoning_effort"] == "high"
-    with pytest.raises(openai.BadRequestError, match="unsupported_capability|reasoning"):
+    with pytest.raises(openai.BadRequestError, match="reasoning"):
         sdk(url).responses.create(model="edge", input="Prove it", reasoning={"effort": "high"})

@@ -294,10 +294,12 @@ def test_the_cascade_escalates_an_answer_its_model_doubted(tmp_path: Path) -> No
 
     async def scenario() -> None:
         service, tiers = _service(router={"cascade": {"model": str(path), "check": ["device"]}})
-        tiers["device"].answer_confidence = AnswerConfidence(mean_logprob=-0.05, min_logprob=-0.3, mean_entropy=0.2, tokens=12)
+        tiers["device"].answer_confidence = AnswerConfidence(
+            mean_logprob=-0.05, min_logprob=-0.3, mean_entropy=0.2, tokens=12)
         sure = await service.complete(_chat(), None)
         assert sure.trace.tier.name == "device" and sure.trace.escalation.p_good > 0.9
-        tiers["device"].answer_confidence = AnswerConfidence(mean_logprob=-2.5, min_logprob=-6.0, mean_entropy=3.0, tokens=12)
+        tiers["device"].answer_confidence = AnswerConfidence(
+            mean_logprob=-2.5, min_logprob=-6.0, mean_entropy=3.0, tokens=12)
         unsure = await service.complete(_chat(), None)
         assert unsure.trace.escalated_from == "device" and unsure.trace.tier.name == "cloud"
 

@@ -30,6 +30,7 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 from uvicorn.protocols.utils import get_remote_addr
 from uvicorn.server import ServerState
 
+from tierwise.errors import HeadTooLarge
 from tierwise.gateway.connection_limits import ClientConnections, ConnectionLimits
 from tierwise.protocol import error_body
 
@@ -40,10 +41,6 @@ log = logging.getLogger("tierwise.gateway")
 # After a 431 the client is usually still sending its head; reading and discarding it for a moment lets the client
 # read the answer (closing on unread data sends a reset, which can destroy the 431 before the client reads it).
 _LINGER_S = 2.0
-
-
-class _HeadTooLarge(Exception):
-    """Raised inside a parser callback to stop httptools at once (it then raises HttpParserCallbackError)."""
 
 
 def _error_response(
@@ -156,7 +153,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
-            if isinstance(exc.__context__, _HeadTooLarge):
+            if isinstance(exc.__context__, HeadTooLarge):
                 self._reject_head()
             else:
                 self._bad_request()
@@ -209,7 +206,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def on_url(self, url: bytes) -> None:
         self._head_bytes += len(url)
         if self._head_bytes > self.limits.max_header_bytes:
-            raise _HeadTooLarge
+            raise HeadTooLarge
         super().on_url(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -217,7 +214,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes += len(name) + len(value) + 4
         self._header_count += 1
         if self._head_bytes > self.limits.max_header_bytes or self._header_count > self.limits.max_headers:
-            raise _HeadTooLarge
+            raise HeadTooLarge
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:

@@ -6,11 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tierwise.errors import BodyTooLarge
 from tierwise.protocol import error_body
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class BodySizeLimit:
@@ -37,7 +34,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -47,7 +44,7 @@ class BodySizeLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
+        except BodyTooLarge:
             if not response_started:
                 await self._reject(send)
 

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from tierwise.errors import GenerationCancelled, TokenLimitReached
+
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
@@ -88,14 +90,6 @@ class Failed:  # worker → parent: llama.cpp raised; the worker is free
     message: str
 
 
-class _Cancelled(Exception):
-    """Raised from inside llama.cpp's sampling loop to stop it: the parent cancelled, closed or went away."""
-
-
-class _LengthReached(Exception):
-    """The request's token limit was reached on a path where llama-cpp-python ignores `max_tokens`."""
-
-
 class _Guard:
     """Runs around each token the model samples: stops cancelled requests and counts what was computed."""
 
@@ -113,16 +107,16 @@ class _Guard:
         if self.prompt_tokens is None:
             self.prompt_tokens = model.n_tokens  # the evaluated prompt, as llama.cpp tokenised it
         if self.limit is not None and self.completion_tokens >= self.limit:
-            raise _LengthReached
+            raise TokenLimitReached
         try:
             while self.conn.poll():
                 message = self.conn.recv()
                 self.closing = self.closing or isinstance(message, Close)
                 if self.closing or (isinstance(message, Cancel) and message.request_id == self.request_id):
-                    raise _Cancelled
+                    raise GenerationCancelled
         except (EOFError, OSError):  # the parent is gone: nobody reads the answer
             self.closing = True
-            raise _Cancelled from None
+            raise GenerationCancelled from None
 
     def after_sample(self, *, ends_turn: bool) -> None:
         # Every token generated for the request, the tool handler's internal steps included; the end-of-turn
@@ -238,7 +232,7 @@ def _answer(model: Llama, conn: Connection, job: Generate) -> bool:
             model, dict(job.arguments), job.chat_handler, guard)
         for chunk in chunks:  # type: ignore[union-attr]
             conn.send(Piece(job.request_id, _to_plain(chunk)))
-    except _Cancelled:
+    except GenerationCancelled:
         pass  # the parent stopped listening; Done below still frees the slot
     except Exception as err:  # llama.cpp refused (e.g. the prompt exceeds the context): the request fails
         conn.send(Failed(job.request_id, f"{type(err).__name__}: {err}"))
@@ -265,7 +259,7 @@ def _chunks(model: Llama, arguments: dict[str, Any], chat_handler: str | None, g
     guard.limit = arguments.get("max_tokens")
     try:
         answer: dict[str, Any] = handler(llama=model, **{**arguments, "stream": False})  # type: ignore[assignment]
-    except _LengthReached:
+    except TokenLimitReached:
         yield _chunk({}, finish_reason="length")
         return
     finally:

@@ -1,9 +1,10 @@
 """`POST /v1/responses`: the stateless core of OpenAI's Responses API, mapped onto the chat path.
 
 `input` (a string, or message items with `input_text` parts) and `instructions` become chat messages,
-`max_output_tokens` the output limit, `reasoning.effort` the `reasoning_effort`; the request is then routed, policed, failed over and charged exactly as a
-chat completion. The answer comes back as a `response` object, or — with `stream: true` — as Responses events
-(`response.created`, `response.output_text.delta`, `response.output_text.done`, `response.completed`).
+`max_output_tokens` the output limit, `reasoning.effort` the `reasoning_effort`; the request is then routed,
+policed, failed over and charged exactly as a chat completion. The answer comes back as a `response` object, or —
+with `stream: true` — as Responses events (`response.created`, `response.output_text.delta`,
+`response.output_text.done`, `response.completed`).
 Refused with a 400: `previous_response_id` and `conversation` (nothing is stored), `tools`, `background`.
 """
 
