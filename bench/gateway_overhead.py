@@ -39,7 +39,7 @@ import aiohttp
 import numpy as np
 import yaml
 
-from tierwise.testing.servers import cpu_seconds, free_port, start_process, stop_process
+from tierwise.testing.servers import child_pids, cpu_seconds, free_port, start_process, stop_process
 
 PROMPT = [{"role": "user", "content": "Say hello in five words."}]
 NGINX_CONF = """
@@ -95,16 +95,7 @@ class Run:
 
 def tree_cpu_s(pid: int) -> float:
     """CPU seconds of a process and its direct children (nginx's worker, uvicorn's workers)."""
-    total = cpu_seconds(pid)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                total += cpu_seconds(int(entry.name))
-    return total
+    return cpu_seconds(pid) + sum(cpu_seconds(child) for child in child_pids(pid))
 
 
 async def load(target: Target, *, mode: str, concurrency: int, duration_s: float, max_tokens: int) -> Run:

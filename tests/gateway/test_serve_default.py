@@ -16,23 +16,9 @@ import openai
 import pytest
 
 from tests.conftest import needs_llama_cpp
-from tierwise.testing.servers import free_port, stop_process, wait_until_ready
+from tierwise.testing.servers import child_pids, free_port, stop_process, wait_until_ready
 
 pytestmark = pytest.mark.slow
-
-
-def _children(pid: int) -> list[int]:
-    """Processes whose parent is `pid` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -76,7 +62,7 @@ def test_serve_without_a_config_answers_from_real_models_and_stops_cleanly():
         client.close()
         huge = httpx.get(f"http://127.0.0.1:{port}/healthz", headers={"X-Padding": "a" * 200_000})
         assert huge.status_code == 431  # the served gateway bounds request heads (gateway.connections)
-        servers = _children(process.pid)
+        servers = child_pids(process.pid)
         assert servers, "the edge tier's llama.cpp server is not a child of the gateway"
 
         process.send_signal(signal.SIGTERM)

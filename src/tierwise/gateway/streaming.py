@@ -12,9 +12,11 @@ import anyio
 from fastapi.responses import StreamingResponse
 from starlette.types import Message, Receive, Scope, Send
 
+from tierwise.errors import TierwiseError
 from tierwise.gateway.decision import RequestTrace
 from tierwise.gateway.dispatch import Served
-from tierwise.protocol import new_completion_id
+from tierwise.gateway.encoding import DONE, sse_json
+from tierwise.protocol import error_body, new_completion_id
 from tierwise.tiers.base import Chunk
 
 log = logging.getLogger("tierwise.gateway")
@@ -105,6 +107,22 @@ class ChatStream:
         if self._finish is not None:
             finish, self._finish = self._finish, None
             finish(self.status, None if self._pieces is None else "".join(self._pieces))
+
+
+async def sse_body(stream: ChatStream, reshape: Callable[[Chunk], Chunk] | None = None) -> AsyncIterator[bytes]:
+    """The stream as server-sent events, each chunk `reshape`d first (a text completion's chunk shape); a tier
+    that breaks off mid-answer ends it with an OpenAI error event, then `[DONE]`."""
+    try:
+        async for chunk in stream.chunks():
+            yield sse_json(reshape(chunk) if reshape is not None else chunk)
+    except TierwiseError as err:
+        yield sse_json(error_body(err.message, error_type=err.error_type, code=err.code))
+    except Exception:
+        log.exception("stream from tier %s failed", stream.served.tier.name)
+        yield sse_json(error_body("internal error in tierwise while streaming", error_type="server_error"))
+    finally:
+        await stream.aclose()
+    yield DONE
 
 
 class ServedStream(StreamingResponse):

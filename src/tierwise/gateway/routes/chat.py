@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator
-
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
-from tierwise.errors import TierwiseError
 from tierwise.gateway.auth import api_key
 from tierwise.gateway.body import parse_body
 from tierwise.gateway.disconnect import cancel_on_disconnect
-from tierwise.gateway.encoding import DONE, JsonBody, sse_json
+from tierwise.gateway.encoding import JsonBody
 from tierwise.gateway.service import ChatService
-from tierwise.gateway.streaming import ChatStream, ServedStream
-from tierwise.protocol import ChatCompletionRequest, error_body
+from tierwise.gateway.streaming import ServedStream, sse_body
+from tierwise.protocol import ChatCompletionRequest
 
-log = logging.getLogger("tierwise.gateway")
 router = APIRouter()
 
 
@@ -33,27 +28,10 @@ async def chat_completions(
         stream = await cancel_on_disconnect(request, service.stream(chat, key))
         return ServedStream(
             stream,
-            _events(stream),
+            sse_body(stream),
             write_timeout_s=service.state.settings.gateway.client_write_timeout_s,
             media_type="text/event-stream",
             headers={**stream.trace.headers(), "Cache-Control": "no-cache"},
         )
     completion = await cancel_on_disconnect(request, service.complete(chat, key))
     return JsonBody(completion.response_body(), headers=completion.trace.headers())
-
-
-async def _events(stream: ChatStream) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in stream.chunks():
-            yield sse_json(chunk)
-    except TierwiseError as err:
-        yield sse_json(error_body(err.message, error_type=err.error_type, code=err.code))
-    except Exception:
-        log.exception("stream from tier %s failed", stream.served.tier.name)
-        yield sse_json(error_body("internal error in tierwise while streaming", error_type="server_error"))
-    finally:
-        await stream.aclose()
-    yield DONE
-
-
-

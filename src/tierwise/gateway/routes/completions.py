@@ -10,27 +10,24 @@ tier. Streams are `text_completion` chunks; the last one carries the `tierwise` 
 
 from __future__ import annotations
 
-import logging
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from tierwise.errors import InvalidRequest, TierwiseError
+from tierwise.errors import InvalidRequest
 from tierwise.gateway.auth import api_key
 from tierwise.gateway.body import parse_body
 from tierwise.gateway.disconnect import cancel_on_disconnect
-from tierwise.gateway.encoding import DONE, JsonBody, sse_json
+from tierwise.gateway.encoding import JsonBody
 from tierwise.gateway.errors import invalid_request_from
 from tierwise.gateway.service import ChatService
-from tierwise.gateway.streaming import ChatStream, ServedStream
-from tierwise.protocol import TextCompletionRequest, error_body, new_text_completion_id
+from tierwise.gateway.streaming import ServedStream, sse_body
+from tierwise.protocol import TextCompletionRequest, new_text_completion_id
 from tierwise.tiers.base import Chunk
 
-log = logging.getLogger("tierwise.gateway")
 router = APIRouter()
 _LOGPROB_LISTS = ("tokens", "token_logprobs", "top_logprobs", "text_offset")
 
@@ -77,7 +74,7 @@ async def completions(request: Request, key: str | None = Depends(api_key)) -> J
         raise invalid_request_from(err) from None
     if body.stream:
         stream = await cancel_on_disconnect(request, service.stream(chat, key))
-        return ServedStream(stream, _events(body, stream),
+        return ServedStream(stream, sse_body(stream, _ClientChunks(body, stream.served.tier.model_name)),
                             write_timeout_s=service.state.settings.gateway.client_write_timeout_s,
                             media_type="text/event-stream",
                             headers={**stream.trace.headers(), "Cache-Control": "no-cache"})
@@ -112,19 +109,3 @@ class _ClientChunks:
             choices.append({"index": index, "text": text, "logprobs": choice.get("logprobs"),
                             "finish_reason": choice.get("finish_reason")})
         return {"created": int(time.time()), **chunk, **self.same, "choices": choices}
-
-
-async def _events(body: TextCompletionRequest, stream: ChatStream) -> AsyncIterator[bytes]:
-    """The stream's chunks (held back and summarised as for chat: `ChatStream`) as `text_completion` chunks."""
-    client_chunk = _ClientChunks(body, stream.served.tier.model_name)
-    try:
-        async for chunk in stream.chunks():
-            yield sse_json(client_chunk(chunk))
-    except TierwiseError as err:
-        yield sse_json(error_body(err.message, error_type=err.error_type, code=err.code))
-    except Exception:
-        log.exception("text completion stream from tier %s failed", stream.served.tier.name)
-        yield sse_json(error_body("internal error in tierwise while streaming", error_type="server_error"))
-    finally:
-        await stream.aclose()
-    yield DONE
