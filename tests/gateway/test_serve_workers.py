@@ -12,10 +12,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.gateway.test_serve_default import _children
 from tests.gateway.test_shared_state_redis import running_redis
 from tierwise.cli import app
-from tierwise.testing.servers import free_port, serve_in_thread, stop_process, wait_until_ready
+from tierwise.testing.servers import child_pids, free_port, serve_in_thread, stop_process, wait_until_ready
 from tierwise.testing.stub_backend import StubBehavior, create_stub_app
 
 
@@ -54,7 +53,7 @@ def test_two_workers_on_one_port_share_the_budget(tmp_path):
                     time.sleep(0.25)  # past the sync interval: each worker has seen the other's spending
             # alone, each worker would grant the whole budget (3 to 4 answers each)
             assert set(statuses) == {200, 429} and statuses.count(200) <= 5, statuses
-            assert len(_children(process.pid)) >= 2  # two worker processes (and uvicorn's supervisor above them)
+            assert len(child_pids(process.pid)) >= 2  # two worker processes (and uvicorn's supervisor above them)
             time.sleep(0.3)
             # every answer's spending (0.012 USD each), from whichever worker, is in Redis
             assert sum(redis_server.spent_today().values()) == pytest.approx(0.012 * statuses.count(200))
