@@ -8,8 +8,8 @@ Responses travel as plain dicts in the OpenAI chunk format, so unknown upstream 
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from functools import cached_property
 from typing import Any, Literal
 
@@ -227,11 +227,12 @@ class ChatCompletionRequest(BaseModel):
 
 
 def new_completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex}"
+    # an answer's id needs to be unique, not secret: 128 random bits without the system call of uuid4
+    return f"chatcmpl-{random.getrandbits(128):032x}"
 
 
 def new_text_completion_id() -> str:
-    return f"cmpl-{uuid.uuid4().hex}"
+    return f"cmpl-{random.getrandbits(128):032x}"
 
 
 def error_body(

@@ -62,6 +62,22 @@ class Served:
                 await self.stream.aclose()  # type: ignore[attr-defined]
 
 
+@dataclass(frozen=True)
+class _TierMetrics:
+    """One tier's metric children, looked up once (a `labels()` call per update costs more than the update)."""
+
+    ttft: Any
+    latency: Any
+    in_flight: Any
+    prompt_tokens: Any
+    completion_tokens: Any
+
+    @classmethod
+    def of(cls, metrics: GatewayMetrics, tier: str) -> _TierMetrics:
+        return cls(metrics.ttft.labels(tier), metrics.latency.labels(tier), metrics.in_flight.labels(tier),
+                   metrics.tokens.labels(tier, "prompt"), metrics.tokens.labels(tier, "completion"))
+
+
 class Dispatcher:
     """Holds the tiers, their health and their concurrency slots; opens streams with failover."""
 
@@ -72,6 +88,7 @@ class Dispatcher:
         self.health = health
         self.metrics = metrics
         self._slots = {name: asyncio.Semaphore(t.config.max_concurrent) for name, t in tiers.items()}
+        self._tier_metrics = {name: _TierMetrics.of(metrics, name) for name in tiers}
         self._waiting = dict.fromkeys(tiers, 0)  # requests queued for a slot, per tier
 
     async def open(
@@ -114,7 +131,10 @@ class Dispatcher:
     async def _acquire(self, name: str) -> asyncio.Semaphore:
         """A concurrency slot of the tier, waiting in its bounded queue; `TierBusy` when full or too slow."""
         slot, config = self._slots[name], self.tiers[name].config
-        if slot.locked() and self._waiting[name] >= config.max_queue:
+        if not slot.locked():  # a slot is free and nobody waits: no queue, no timer (the common case)
+            await slot.acquire()
+            return slot
+        if self._waiting[name] >= config.max_queue:
             self.metrics.queue_rejections.labels(name).inc()
             raise TierBusy(f"tier {name!r} is busy: {self._waiting[name]} requests already wait (max_queue)",
                            retry_after_s=1)
@@ -151,9 +171,10 @@ class Dispatcher:
                 await stream.aclose()  # type: ignore[attr-defined]
             raise
         ttft_s = time.perf_counter() - started
-        self.metrics.ttft.labels(name).observe(ttft_s)
+        metrics = self._tier_metrics[name]
+        metrics.ttft.observe(ttft_s)
         self.health[name].record_ttft(ttft_s * 1000)
-        self.metrics.in_flight.labels(name).inc()
+        metrics.in_flight.inc()
         served = Served(tier=tier, first=first, rest=_empty(), stream=stream, ttft_s=ttft_s)
         _note_usage(served, first)
         served.finish = self._finisher(served, slot, started)
@@ -163,6 +184,7 @@ class Dispatcher:
     def _finisher(self, served: Served, slot: asyncio.Semaphore, started: float) -> Callable[[str], None]:
         """Frees the slot and records the outcome, once, however the answer ended."""
         name = served.tier.name
+        metrics = self._tier_metrics[name]
         done = False
 
         def finish(outcome: str) -> None:
@@ -171,12 +193,12 @@ class Dispatcher:
                 return
             done = True
             self._release(name, slot)
-            self.metrics.in_flight.labels(name).dec()
+            metrics.in_flight.dec()
             self.metrics.requests.labels(name, outcome).inc()
-            self.metrics.latency.labels(name).observe(time.perf_counter() - started)
+            metrics.latency.observe(time.perf_counter() - started)
             if served.usage:
-                self.metrics.tokens.labels(name, "prompt").inc(served.usage.get("prompt_tokens") or 0)
-                self.metrics.tokens.labels(name, "completion").inc(served.usage.get("completion_tokens") or 0)
+                metrics.prompt_tokens.inc(served.usage.get("prompt_tokens") or 0)
+                metrics.completion_tokens.inc(served.usage.get("completion_tokens") or 0)
 
         return finish
 
