@@ -31,6 +31,7 @@ from tierwise.routing.answer_signals import AnswerConfidence
 from tierwise.routing.pii import pii_kinds_found
 from tierwise.routing.policy import apply_policies
 from tierwise.routing.router import RouteRequest
+from tierwise.routing.settings import PolicySettings
 from tierwise.tiers.base import Chunk
 
 # Above this many characters the personal-data scan (≈ 0.3–1 µs a character) runs in a thread: the event loop
@@ -47,6 +48,14 @@ class AnswerFold(Protocol):
 
 
 Fold = TypeVar("Fold", bound=AnswerFold)
+
+
+async def scan_large_text(text: str, policies: PolicySettings) -> frozenset[str] | None:
+    """The kinds of personal data in a text too large to scan on the event loop (scanned in a thread), or None
+    for the personal-data policy to scan itself."""
+    if policies.personal_data == "off" or len(text) <= SCAN_IN_THREAD_CHARS:
+        return None
+    return frozenset(await asyncio.to_thread(pii_kinds_found, text, kinds=policies.pii_kinds))
 
 
 @dataclass
@@ -74,16 +83,13 @@ class ChatService:
         await state.admit(chat, api_key)  # rate limits (429 + Retry-After), and the budget this request reserves
         conversation = chat.outbound_text
         policies = state.settings.policies
-        pii_kinds = None
-        if policies.personal_data != "off" and len(conversation) > SCAN_IN_THREAD_CHARS:
-            pii_kinds = frozenset(await asyncio.to_thread(pii_kinds_found, conversation, kinds=policies.pii_kinds))
         request = RouteRequest(
             prompt=chat.last_user_text(),
             conversation=conversation,
             api_key=api_key,
             max_tokens=chat.token_limit,
             unsupported={name: tier.capabilities.missing_for(chat) for name, tier in state.tiers.items()},
-            pii_kinds=pii_kinds,
+            pii_kinds=await scan_large_text(conversation, policies),
         )
         outcome = apply_policies(
             request,

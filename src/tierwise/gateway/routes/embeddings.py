@@ -29,7 +29,6 @@ from tierwise.errors import (
     EmbeddingsUnavailable,
     InvalidRequest,
     ModelNotFound,
-    PolicyRefused,
     TierBusy,
     TierRequestFailed,
     TierUnavailable,
@@ -38,11 +37,11 @@ from tierwise.errors import (
 from tierwise.gateway.auth import api_key
 from tierwise.gateway.body import parse_body
 from tierwise.gateway.disconnect import cancel_on_disconnect
-from tierwise.gateway.service import SCAN_IN_THREAD_CHARS
+from tierwise.gateway.service import scan_large_text
 from tierwise.gateway.state import GatewayState
 from tierwise.routing.minilm import DIM
-from tierwise.routing.pii import pii_kinds_found
-from tierwise.routing.policy import PRIVATE_LOCATIONS
+from tierwise.routing.policy import apply_policies
+from tierwise.routing.router import RouteRequest
 from tierwise.tiers.base import Tier
 
 EMBEDDING_MODEL = "all-minilm-l6-v2"
@@ -93,7 +92,8 @@ async def embeddings(request: Request, key: str | None = Depends(api_key)) -> JS
 
 async def _tiers_for(state: GatewayState, body: EmbeddingRequest, texts: list[str], api_key: str | None
                      ) -> tuple[list[Tier], list[str]]:
-    """The tiers to try in order (none: the local model), and why."""
+    """The tiers to try in order (none: the local model), and why. The tiers that embed go through the same hard
+    policies as chat (personal data, health, budget); a pinned tier is refused by those that bind pinned requests."""
     if body.model == EMBEDDING_MODEL:
         return [], [f"the request names {EMBEDDING_MODEL!r}, embedded on the gateway's machine"]
     pinned = body.model != "auto"
@@ -104,28 +104,24 @@ async def _tiers_for(state: GatewayState, body: EmbeddingRequest, texts: list[st
         if not state.tiers[body.model].embedding_model:
             raise InvalidRequest(f"tier {body.model!r} does not embed (no embedding_model); choose another tier or "
                                  "model='auto'", param="model", code="unsupported_capability")
-    tiers = [state.tiers[body.model]] if pinned else sorted(
-        (t for t in state.tiers.values() if t.embedding_model and state.health[t.name].available()),
-        key=lambda t: t.cost.input_per_mtok)
+    views = [v for v in state.tier_views() if state.tiers[v.name].embedding_model]
+    if not views:
+        return [], ["no tier embeds: embedded on the gateway's machine"]
+    text = "\n".join(texts)
     policies = state.settings.policies
-    if tiers and policies.personal_data != "off":
-        text = "\n".join(texts)
-        scan = pii_kinds_found(text, kinds=policies.pii_kinds) if len(text) <= SCAN_IN_THREAD_CHARS else (
-            await asyncio.to_thread(pii_kinds_found, text, kinds=policies.pii_kinds))
-        private = PRIVATE_LOCATIONS[policies.personal_data]
-        if scan and any(t.location not in private for t in tiers):
-            why = f"personal data ({', '.join(sorted(scan))}) may only go to {' or '.join(sorted(private))} tiers"
-            if pinned and tiers[0].location not in private:
-                raise PolicyRefused(f"tier {tiers[0].name!r} refused: {why}")
-            tiers = [t for t in tiers if t.location in private]
-            if not tiers:
-                return [], [f"{why}: embedded on the gateway's machine"]
-    budget = policies.daily_budget_usd
-    if budget is not None and state.ledger.spent(api_key) >= budget and not pinned:
-        tiers = [t for t in tiers if t.cost.input_per_mtok == 0]  # over the budget only free tiers serve
+    request = RouteRequest(prompt=text, conversation=text, api_key=api_key,
+                           pii_kinds=await scan_large_text(text, policies))
+    outcome = apply_policies(request, views, policies, spent_today_usd=state.ledger.spent(api_key))
+    if pinned:
+        if (refusal := outcome.pinned_refusal(body.model)) is not None:
+            raise refusal
+        tiers = [state.tiers[body.model]]  # health does not overrule a pinned tier
+    else:
+        tiers = sorted((state.tiers[v.name] for v in outcome.allowed), key=lambda t: t.cost.input_per_mtok)
+    reasons = [f"{name}: {why}" for name, why in outcome.excluded.items()]
     if not tiers:
-        return [], ["no tier that embeds may serve: embedded on the gateway's machine"]
-    return tiers, [f"forwarded to {tiers[0].name!r}, which embeds with {tiers[0].embedding_model!r}"]
+        return [], [*reasons, "no tier that embeds may serve: embedded on the gateway's machine"]
+    return tiers, [*reasons, f"forwarded to {tiers[0].name!r}, which embeds with {tiers[0].embedding_model!r}"]
 
 
 async def _embed(state: GatewayState, body: EmbeddingRequest, texts: list[str], tiers: list[Tier],
