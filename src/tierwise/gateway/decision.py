@@ -78,10 +78,19 @@ class RequestTrace:
     def add_cost(self, usd: float) -> None:
         self.cost_usd = usd if self.cost_usd is None else self.cost_usd + usd
 
+    @property
+    def reasons(self) -> list[str]:
+        """Why this tier answered: the plan's reasons, then the failover and the cascade's step, if any."""
+        reasons = self.plan.reasons
+        if self.attempts and self.tier is not None:
+            reasons = [*reasons, f"failed over to {self.tier.name!r}"]
+        if self.escalation is not None and self.escalated_from is not None:
+            reasons = [*reasons, self.escalation.reason]
+        return reasons
+
     def report(self) -> dict[str, Any]:
         """The response's `tierwise` object: the one place the decision is serialised."""
         plan, choice = self.plan, self.plan.choice
-        reasons = plan.reasons
         # the router's own fields as it serialises them (fallbacks, predicted quality, expected cost)
         out: dict[str, Any] = choice.to_dict() if choice is not None else {"router": "pinned"}
         if self.tier is not None:
@@ -93,13 +102,9 @@ class RequestTrace:
             out["personal_data"] = sorted(plan.policy.pii_kinds)
         if self.attempts:
             out["failover"] = [a.report() for a in self.attempts]
-            if self.tier is not None:
-                reasons = [*reasons, f"failed over to {self.tier.name!r}"]
         if self.escalation is not None:
             out["cascade"] = self.escalation.report()
-            if self.escalated_from is not None:
-                reasons = [*reasons, self.escalation.reason]
-        out["reasons"] = reasons
+        out["reasons"] = self.reasons
         if plan.router_version is not None:
             out["router_version"] = plan.router_version
         out["request_id"] = self.request_id
@@ -130,7 +135,7 @@ class RequestTrace:
             request_id=self.request_id or "", time=time.time(), key_hash=key_hash,
             tier=self.tier.name if self.tier else "", model=self.tier.model_name if self.tier else "",
             router=choice.router if choice else "pinned", router_version=plan.router_version,
-            reasons=self.report()["reasons"], allowed=[t.name for t in plan.policy.allowed],
+            reasons=self.reasons, allowed=[t.name for t in plan.policy.allowed],
             excluded=plan.excluded, predicted_quality=choice.predicted_quality if choice else None,
             latency_ms=(time.perf_counter() - self.started) * 1000,
             ttft_ms=None if self.ttft_s is None else self.ttft_s * 1000,

@@ -15,17 +15,16 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+import aiohttp
+
 from tierwise.errors import UpstreamConnectFailed, UpstreamHTTPFailed, UpstreamTimedOut
 
 if TYPE_CHECKING:
-    import aiohttp
     from multidict import CIMultiDictProxy
 
 
 def _translate(err: BaseException) -> Exception:
     """aiohttp's exception as one of the three kinds the tier tells apart."""
-    import aiohttp
-
     text = f"{type(err).__name__}: {err}".rstrip(": ")
     connect_failed = (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError, aiohttp.ServerDisconnectedError,
                       ConnectionResetError)
@@ -56,8 +55,6 @@ class UpstreamResponse:
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body in the pieces the socket delivers them (never more than one read buffer at a time)."""
-        import aiohttp
-
         stream = self._response.content
         while True:
             try:
@@ -94,8 +91,6 @@ class UpstreamClient:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        import aiohttp
-
         self._session = aiohttp.ClientSession(
             headers=self._headers,
             # no total deadline here (a long answer is bounded by the tier's max_answer_s); per socket operation:
@@ -123,8 +118,6 @@ class UpstreamClient:
     ) -> AsyncIterator[UpstreamResponse]:
         """Send the request; the response's body is read inside the block; leaving the block frees the
         connection (kept for reuse when the body was read to its end)."""
-        import aiohttp
-
         try:
             response = await self.session.request(method, self.base_url + path, data=content, headers=headers)
         except (TimeoutError, aiohttp.ClientError, ConnectionError) as err:
@@ -136,8 +129,6 @@ class UpstreamClient:
 
     async def get(self, path: str, *, timeout_s: float) -> int:
         """The status of a GET (the body is read and dropped), within `timeout_s` in all."""
-        import aiohttp
-
         try:
             async with self.session.get(self.base_url + path,
                                         timeout=aiohttp.ClientTimeout(total=timeout_s)) as response:
