@@ -1,10 +1,15 @@
-"""A judge: a (usually the strongest) tier that grades served answers and, on request, answers itself.
+"""Who labels traffic: a judge that grades answers, and the tiers that answer a sampled question again.
 
-`HttpJudge` speaks to any OpenAI-compatible server (a tier's `base_url`) with httpx. It is asked for a grade
-from 1 to 10 with a fixed prompt (`grading_prompt`); the first number from 1 to 10 in its reply is the grade,
-mapped to a score in [0, 1] (`parse_grade`). A reply without one gives no label. Usage::
+An `Answerer` answers a question (`model` names whose answers they are). A `Judge` is an answerer that also
+grades an answer from 1 to 10 with a fixed prompt (`grading_prompt`); the first number from 1 to 10 in its
+reply is the grade, mapped to a score in [0, 1] (`parse_grade`); a reply without one gives no label.
 
-    async with HttpJudge(base_url="http://cloud:8000/v1", model="llama-3.1-70b") as judge:
+`TierAnswerer` and `TierJudge` speak through a tierwise `Tier` (any backend of the config: an OpenAI-compatible
+server, a llama.cpp server, the in-process device model), so labelling calls models exactly as the gateway
+does. Usage::
+
+    tier = build_tier(settings.tier("cloud")); await tier.start()
+    async with TierJudge(tier) as judge:
         score = await judge.grade("What is 2+2?", "4")        # 1.0 when it says 10
         reference = await judge.answer("What is 2+2?")
 """
@@ -14,11 +19,16 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Self
 
-import httpx
+from tierwise.protocol import ChatCompletionRequest, ChatMessage, CompletionBuilder
+
+if TYPE_CHECKING:
+    from tierwise.tiers.base import Tier
 
 GRADE_MAX = 10
+GRADE_OUTPUT_TOKENS = 16  # room for "Grade: N" and a few words around it
+ANSWER_OUTPUT_TOKENS = 512
 _GRADE = re.compile(r"\b(10|[1-9])\b")
 _INSTRUCTIONS = (
     "You grade answers. Read the question and the answer below, decide whether the answer is correct and "
@@ -37,21 +47,17 @@ def parse_grade(reply: str) -> float | None:
     return None if found is None else (int(found.group(1)) - 1) / (GRADE_MAX - 1)
 
 
-class Judge(ABC):
-    """Grades answers; `model` is the name its own answers are labelled under."""
+class Answerer(ABC):
+    """Answers questions; `model` is the name its answers are labelled under."""
 
     model: str
 
     @abstractmethod
-    async def grade(self, query: str, answer: str, *, model: str) -> float | None:
-        """Score in [0, 1] for `answer` (given by `model`) to `query`; None when no grade came back."""
-
-    @abstractmethod
     async def answer(self, query: str) -> str:
-        """The judge's own answer to `query`."""
+        """Its answer to `query`."""
 
     async def aclose(self) -> None:  # noqa: B027 - optional hook
-        """Release connections."""
+        """Release what it holds."""
 
     async def __aenter__(self) -> Self:
         return self
@@ -60,28 +66,39 @@ class Judge(ABC):
         await self.aclose()
 
 
-class HttpJudge(Judge):
-    """A judge behind an OpenAI-compatible `/chat/completions` endpoint."""
+class Judge(Answerer):
+    """An answerer that also grades answers."""
 
-    def __init__(self, *, base_url: str, model: str, api_key: str | None = None, max_tokens: int = 512,
-                 timeout_s: float = 120.0) -> None:
-        self.model = model
-        self.max_tokens = max_tokens
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
-
-    async def _complete(self, content: str, *, max_tokens: int) -> str:
-        body: dict[str, Any] = {"model": self.model, "messages": [{"role": "user", "content": content}],
-                                "max_tokens": max_tokens, "temperature": 0.0}
-        response = await self._client.post("/chat/completions", json=body)
-        response.raise_for_status()
-        return str(response.json()["choices"][0]["message"].get("content") or "")
-
+    @abstractmethod
     async def grade(self, query: str, answer: str, *, model: str) -> float | None:
-        return parse_grade(await self._complete(grading_prompt(query, answer), max_tokens=16))
+        """Score in [0, 1] for `answer` (given by `model`) to `query`; None when no grade came back."""
+
+
+class TierAnswerer(Answerer):
+    """A started `Tier` answering one user message, greedily (temperature 0), as the gateway would call it."""
+
+    def __init__(self, tier: Tier, *, max_tokens: int = ANSWER_OUTPUT_TOKENS) -> None:
+        self.tier = tier
+        self.model = tier.model_name
+        self.max_tokens = max_tokens
+
+    async def complete(self, content: str, *, max_tokens: int) -> str:
+        request = ChatCompletionRequest(model=self.tier.name, messages=[ChatMessage(role="user", content=content)],
+                                        max_tokens=max_tokens, temperature=0.0)
+        builder = CompletionBuilder()
+        async for chunk in self.tier.generate(request):
+            builder.add(chunk)
+        return str(builder.build(completion_id="label", model=self.model)["choices"][0]["message"]["content"] or "")
 
     async def answer(self, query: str) -> str:
-        return await self._complete(query, max_tokens=self.max_tokens)
+        return await self.complete(query, max_tokens=self.max_tokens)
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self.tier.aclose()
+
+
+class TierJudge(TierAnswerer, Judge):
+    """A tier as the judge: its grades come from `grading_prompt`, its own answers as `TierAnswerer`'s."""
+
+    async def grade(self, query: str, answer: str, *, model: str) -> float | None:
+        return parse_grade(await self.complete(grading_prompt(query, answer), max_tokens=GRADE_OUTPUT_TOKENS))

@@ -3,50 +3,68 @@
 A share of the logged requests that kept their text is sampled; the judge grades each served answer (a row for
 the serving tier's model) and, for `answer_share` of them, answers the question itself and grades that answer
 too (a row for the judge's model): RouteLLM's judge augmentation, which gives the router an outcome for the
-strong tier where traffic alone only shows the tier that served. Usage::
+strong tier where traffic alone only shows the tier that served. Tiers named in `ask` (usually the cheap ones)
+answer every sampled question they were allowed to serve, and the judge grades those answers too: the sampled
+rows then hold an outcome for every tier, not only for the one the router picked, so a router retrained on them
+is not blind to the tiers it did not choose. Usage::
 
     picked = sample_records(read_records(conn), share=0.05, seed=0)
-    print(estimate(picked, answer_share=0.2, input_per_mtok=0.55, output_per_mtok=2.19))
-    rows = await label_records(picked, judge, answer_share=0.2, seed=0)
+    print(estimate(picked, answer_share=0.2, judge=cloud.cost, ask={"edge": edge.cost}))
+    rows = await label_records(picked, judge, answer_share=0.2, ask={"edge": edge_answerer}, seed=0)
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from tierwise.costs import DEFAULT_OUTPUT_TOKENS
+from tierwise.errors import TierRejected, TierUnavailable, UpstreamError
 from tierwise.outcomes import CHARS_PER_TOKEN, OutcomeTable, generic_table, text_id
 from tierwise.routing.answer_signals import AnswerConfidence
 from tierwise.traffic import store
-from tierwise.traffic.judge import Judge, grading_prompt
+from tierwise.traffic.judge import GRADE_OUTPUT_TOKENS, Answerer, Judge, grading_prompt
 from tierwise.traffic.record import DecisionRecord
 
-GRADE_OUTPUT_TOKENS = 8  # "Grade: N"
-ANSWER_OUTPUT_TOKENS = 256  # the judge's own answer: the project's default output length
+if TYPE_CHECKING:
+    from tierwise.config import CostConfig
+
+log = logging.getLogger("tierwise.traffic")
 
 
 def sample_records(records: Sequence[DecisionRecord], *, share: float, seed: int = 0,
-                   already_labelled: set[str] | None = None) -> list[DecisionRecord]:
-    """A random `share` of the records that kept their text, ok status, and no label yet (in log order)."""
+                   already_labelled: Collection[str] = (), labelled_queries: Collection[str] = (),
+                   judge_on_device: bool = False) -> list[DecisionRecord]:
+    """`share` of the requests that kept their text, ended ok and have no label yet, drawn at random (in log
+    order) among distinct questions: a question already labelled (`labelled_queries`: `text_id`s) or asked twice is
+    graded once, so repeated traffic is not paid for twice. A request the personal-data policy kept on the device
+    is sampled only for a judge on the device (its text must not leave it)."""
     if not 0.0 < share <= 1.0:
         raise ValueError(f"sample share must be in (0, 1], got {share}")
-    done = already_labelled or set()
-    usable = [r for r in records if r.prompt and r.answer and r.status == "ok" and r.request_id not in done]
+    usable = [r for r in records if r.prompt and r.answer and r.status == "ok" and r.request_id not in already_labelled
+              and (judge_on_device or not r.device_only)]
+    seen, distinct = set(labelled_queries), []
+    for r in usable:
+        query_id = text_id(r.prompt or "")
+        if query_id not in seen:
+            seen.add(query_id)
+            distinct.append(r)
     rng = random.Random(seed)
-    picked = sorted(rng.sample(range(len(usable)), round(len(usable) * share)))
-    return [usable[i] for i in picked]
+    picked = sorted(rng.sample(range(len(distinct)), min(round(len(usable) * share), len(distinct))))
+    return [distinct[i] for i in picked]
 
 
 @dataclass(frozen=True)
 class LabelCost:
-    """What labelling will cost: judge calls, tokens, USD at the judge tier's prices."""
+    """What labelling will cost: model calls, tokens, USD at each called tier's prices."""
 
     calls: int
     input_tokens: float
@@ -54,7 +72,7 @@ class LabelCost:
     usd: float
 
     def __str__(self) -> str:
-        return (f"{self.calls} judge calls, ~{self.input_tokens:,.0f} input + ~{self.output_tokens:,.0f} output "
+        return (f"{self.calls} model calls, ~{self.input_tokens:,.0f} input + ~{self.output_tokens:,.0f} output "
                 f"tokens, ~{self.usd:.4f} USD")
 
 
@@ -63,35 +81,60 @@ def _answering(records: Sequence[DecisionRecord], answer_share: float, seed: int
     return {r.request_id for r in records if rng.random() < answer_share}
 
 
-def estimate(records: Sequence[DecisionRecord], *, answer_share: float, seed: int = 0,
-             input_per_mtok: float, output_per_mtok: float) -> LabelCost:
-    """The cost of `label_records` on `records` (token counts estimated from text length / 4)."""
+def asked_tiers(record: DecisionRecord, ask: Collection[str]) -> list[str]:
+    """The tiers of `ask` that answer `record` again: not the one that served it, and only tiers it was allowed
+    to go to (a tier the personal-data or capability policy excluded never sees it)."""
+    return [name for name in ask if name != record.tier and (not record.allowed or name in record.allowed)]
+
+
+def estimate(records: Sequence[DecisionRecord], *, answer_share: float, seed: int = 0, judge: CostConfig,
+             ask: Mapping[str, CostConfig] | None = None) -> LabelCost:
+    """The cost of `label_records` on `records` (token counts estimated from text length / 4; an answer is
+    taken to be `DEFAULT_OUTPUT_TOKENS` long), at the judge's and each asked tier's prices."""
     answering = _answering(records, answer_share, seed)
-    calls = inp = out = 0.0
+    calls = inp = out = usd = 0.0
+
+    def call(cost: CostConfig, input_tokens: float, output_tokens: float) -> None:
+        nonlocal calls, inp, out, usd
+        calls, inp, out = calls + 1, inp + input_tokens, out + output_tokens
+        usd += (input_tokens * cost.input_per_mtok + output_tokens * cost.output_per_mtok) / 1e6
+
     for r in records:
-        grade_in = len(grading_prompt(r.prompt or "", r.answer or "")) / CHARS_PER_TOKEN
-        calls, inp, out = calls + 1, inp + grade_in, out + GRADE_OUTPUT_TOKENS
-        if r.request_id in answering:  # answer, then grade that answer
-            calls += 2
-            inp += len(r.prompt or "") / CHARS_PER_TOKEN + grade_in
-            out += ANSWER_OUTPUT_TOKENS + GRADE_OUTPUT_TOKENS
-    return LabelCost(int(calls), inp, out, (inp * input_per_mtok + out * output_per_mtok) / 1e6)
+        question = len(r.prompt or "") / CHARS_PER_TOKEN
+        call(judge, len(grading_prompt(r.prompt or "", r.answer or "")) / CHARS_PER_TOKEN, GRADE_OUTPUT_TOKENS)
+        others = [judge] if r.request_id in answering else []
+        others += [(ask or {})[name] for name in asked_tiers(r, ask or {})]
+        for cost in others:  # an answer, then the judge grading it
+            call(cost, question, DEFAULT_OUTPUT_TOKENS)
+            call(judge, question + len(grading_prompt("", "")) / CHARS_PER_TOKEN + DEFAULT_OUTPUT_TOKENS,
+                 GRADE_OUTPUT_TOKENS)
+    return LabelCost(int(calls), inp, out, usd)
 
 
 async def label_records(records: Sequence[DecisionRecord], judge: Judge, *, answer_share: float = 0.0,
-                        seed: int = 0, concurrency: int = 4) -> list[dict[str, Any]]:
-    """Outcome rows for `records` from `judge` (a `Judge`); rows the judge gave no grade for are left out."""
+                        ask: Mapping[str, Answerer] | None = None, seed: int = 0,
+                        concurrency: int = 4) -> list[dict[str, Any]]:
+    """Outcome rows for `records` from `judge`, and from the tiers of `ask` answering again (`asked_tiers`);
+    rows the judge gave no grade for are left out."""
     answering = _answering(records, answer_share, seed)
     gate = asyncio.Semaphore(concurrency)
 
+    async def graded(r: DecisionRecord, model: str, answer: str, kind: str) -> dict[str, Any]:
+        return _row(r, model, await judge.grade(r.prompt or "", answer, model=model), answer, judge, kind)
+
     async def one(r: DecisionRecord) -> list[dict[str, Any]]:
-        query, answer = r.prompt or "", r.answer or ""
+        query, rows = r.prompt or "", []
         async with gate:
-            rows = [_row(r, r.model, await judge.grade(query, answer, model=r.model), answer, judge, "served")]
-            if r.request_id in answering:
-                own = await judge.answer(query)
-                rows.append(_row(r, judge.model, await judge.grade(query, own, model=judge.model), own, judge,
-                                 "judge_answer"))
+            try:
+                rows.append(await graded(r, r.model, r.answer or "", "served"))
+                if r.request_id in answering:
+                    rows.append(await graded(r, judge.model, await judge.answer(query), "judge_answer"))
+                for name in asked_tiers(r, ask or {}):
+                    answerer = (ask or {})[name]
+                    if all(row["model"] != answerer.model for row in rows):
+                        rows.append(await graded(r, answerer.model, await answerer.answer(query), "asked"))
+            except (TierUnavailable, TierRejected, UpstreamError) as err:  # costs this request's later rows only
+                log.warning("labelling %s stopped after %d rows: %s", r.request_id, len(rows), err)
         return [row for row in rows if row["score"] is not None]
 
     return [row for rows in await asyncio.gather(*(one(r) for r in records)) for row in rows]
