@@ -3,6 +3,7 @@ the LiteLLM proxy — in one run, on this machine, for non-streaming requests an
 
     python bench/gateway_overhead.py [--duration 10] [--concurrency 1 16 64] [--mode json stream]
                                      [--litellm /path/to/venv/bin/litellm] [--nginx /usr/sbin/nginx]
+                                     [--with-log] [--rounds 1]
 
 Everything runs on 127.0.0.1, each in its own process: a stub OpenAI-compatible backend that answers at once
 (`--pieces` content chunks per streamed answer), nginx (`proxy_pass`, upstream keepalive, no buffering),
@@ -146,6 +147,7 @@ def main() -> None:
     parser.add_argument("--pieces", type=int, default=32, help="content chunks per streamed answer")
     parser.add_argument("--litellm", default=shutil.which("litellm") or "", help="path to the litellm executable")
     parser.add_argument("--nginx", default=shutil.which("nginx") or "/usr/sbin/nginx", help="path to nginx")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every target this many times, in turn")
     parser.add_argument("--with-log", action="store_true",
                         help="also a second tierwise with the decision log on (router.log): what the log adds")
     args = parser.parse_args()
@@ -170,9 +172,10 @@ def main() -> None:
             targets.append(Target("nginx", f"http://127.0.0.1:{port}/v1/chat/completions", "tiny", {}, nginx))
         else:
             print(f"nginx not found at {args.nginx}: no floor to compare with")
-        variants = {"tierwise": {}}
-        if args.with_log:
+        variants: dict[str, dict[str, object]] = {"tierwise": {}}
+        if args.with_log:  # and a second gateway without it: how far two identical processes differ
             variants["tw+log"] = {"router": {"log": {"path": str(tmp / "decisions.sqlite"), "keep_text": True}}}
+            variants["tierwise-b"] = {}
         for name, extra in variants.items():
             gw_port = free_port()
             config = {"tiers": [{"name": "tiny", "location": "edge", "backend": "openai", "base_url": stub,
@@ -201,14 +204,34 @@ def main() -> None:
 
 
 async def measure_all(targets: list[Target], args: argparse.Namespace) -> list[Run]:
+    """Every target in turn, `--rounds` times (every other round in reverse order, so that drift in the machine's
+    load falls on all of them alike); one merged Run per target, mode and concurrency."""
     runs = []
     for mode in args.mode:
         max_tokens = 2 * args.pieces if mode == "stream" else 8
         for concurrency in args.concurrency:
-            for target in targets:
-                runs.append(await load(target, mode=mode, concurrency=concurrency, duration_s=args.duration,
-                                       max_tokens=max_tokens))
+            rounds: dict[str, list[Run]] = {t.name: [] for t in targets}
+            for r in range(args.rounds):
+                for target in targets if r % 2 == 0 else targets[::-1]:
+                    rounds[target.name].append(await load(target, mode=mode, concurrency=concurrency,
+                                                          duration_s=args.duration, max_tokens=max_tokens))
+            runs += [merged(each) for each in rounds.values()]
+            if args.rounds > 1 and {"tierwise", "tw+log"} <= set(rounds):
+                for other in ("tw+log", "tierwise-b"):
+                    diffs = [b.p(50) - a.p(50) for a, b in zip(rounds["tierwise"], rounds[other], strict=True)]
+                    print(f"{mode} at {concurrency}: {other} − tierwise p50 per round (ms): "
+                          f"{', '.join(f'{d:+.3f}' for d in diffs)}; median {np.median(diffs):+.3f}")
     return runs
+
+
+def merged(rounds: list[Run]) -> Run:
+    """One Run from the rounds of one target: latencies pooled, CPU per request over all of them."""
+    first = rounds[0]
+    served = [len(r.latencies_ms) + r.errors for r in rounds]
+    cpu = None if first.cpu_ms_per_request is None else (
+        sum((r.cpu_ms_per_request or 0.0) * n for r, n in zip(rounds, served, strict=True)) / max(1, sum(served)))
+    return Run(first.target, first.mode, first.concurrency, np.concatenate([r.latencies_ms for r in rounds]),
+               sum(r.errors for r in rounds), sum(r.seconds for r in rounds), cpu)
 
 
 def report(runs: list[Run]) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.gateway.test_shared_state_redis import RedisServer, running_redis
+from tests.gateway.redis_replicas import RedisServer, running_redis
 from tierwise.testing.servers import serve_in_thread
 from tierwise.testing.stub_backend import StubBehavior, create_stub_app
 

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.gateway.test_shared_state_redis import running_redis
+from tests.gateway.redis_replicas import running_redis
 from tierwise.cli import app
 from tierwise.testing.servers import child_pids, free_port, serve_in_thread, stop_process, wait_until_ready
 from tierwise.testing.stub_backend import StubBehavior, create_stub_app

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.conftest import openai_tier
-from tests.gateway.test_shared_state_redis import PRICE, replica_apps, running_redis, wait_for
+from tests.gateway.redis_replicas import PRICE, replica_apps, running_redis, wait_for
 from tierwise.state import key_digest
 from tierwise.state.budget_guard import reserve_prefix
 from tierwise.state.in_flight import INFLIGHT_KEY

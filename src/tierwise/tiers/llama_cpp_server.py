@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from tierwise.errors import ConfigError, TierwiseError
-from tierwise.testing.servers import free_port
+from tierwise.ports import free_port
 from tierwise.tiers.base import TierHealth
 from tierwise.tiers.openai_http import OpenAIHTTPTier
 
