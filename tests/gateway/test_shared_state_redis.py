@@ -77,6 +77,7 @@ def test_a_tier_seen_down_by_one_replica_is_skipped_by_the_other(redis_server, b
             assert (answer.headers["x-tierwise-tier"], answer.headers["x-tierwise-failover"]) == ("cloud", "edge")
         wait_for(lambda: not httpx.get(f"{b}/healthz", timeout=5).json()["tiers"]["edge"]["available"],
                  what="replica B to see edge down", timeout_s=5)
+        assert 'tierwise_tier_up{tier="edge"} 0.0' in httpx.get(f"{b}/metrics").text  # B has not probed it
         answer = ask(b)
         assert answer.headers["x-tierwise-tier"] == "cloud"
         assert "x-tierwise-failover" not in answer.headers  # B skipped the edge without trying it

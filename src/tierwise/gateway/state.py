@@ -47,6 +47,12 @@ class GatewayState:
     router_reloader: RouterReloader | None = None  # a router file watched and reloaded while serving
     decision_log: DecisionLog | None = None  # router.log: one record per routed request
 
+    def __post_init__(self) -> None:
+        # read at each scrape: a tier marked down by a failed request, or by another replica through Redis, shows
+        # at once, not only after this replica's next probe
+        for name, tracker in self.health.items():
+            self.metrics.tier_up.labels(name).set_function(tracker.available)  # True/False → 1.0/0.0
+
     def current_router(self) -> tuple[Router, str | None]:
         """The router deciding now, and the version of its file (None when it has no file to reload)."""
         if self.router_reloader is not None:
@@ -134,7 +140,6 @@ class GatewayState:
                 tracker.record_success()
             elif not tracker.is_down or tracker.available():
                 tracker.record_failure(result.detail, immediately=True)
-            self.metrics.tier_up.labels(name).set(1 if tracker.available() else 0)
             self.last_probe[name] = result
 
     def health_report(self, *, detailed: bool) -> dict[str, dict[str, object]]:
