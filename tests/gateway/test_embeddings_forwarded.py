@@ -4,6 +4,8 @@ nothing; personal data stays off tiers outside the private locations."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import openai
 import pytest
@@ -117,3 +119,26 @@ def test_a_device_tier_that_embeds_serves_auto_even_with_personal_data(run_gatew
     assert reply.headers["x-tierwise-tier"] == "device"  # the free tier first; and the private one
     assert reply.parse().model == "tiny-llama" and len(reply.parse().data[0].embedding) > 0
     assert not behavior.received
+
+
+def test_embeddings_hold_a_concurrency_slot_of_the_tier_like_chat(stub_backend, run_gateway):
+    base, behavior = stub_backend
+    behavior.token_delay_s = 0.5  # each embedding takes half a second
+    tiers = [openai_tier("cloud", base, location="cloud", embedding_model="text-embed-stub", max_concurrent=1,
+                         max_queue=0)]
+    url = run_gateway({"tiers": tiers})
+
+    def embed(text: str) -> object:
+        try:
+            return sdk(url).embeddings.create(model="cloud", input=text).data[0].embedding
+        except openai.APIStatusError as err:
+            return err
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(embed, ["one", "two"])
+    busy = [r for r in (first, second) if isinstance(r, openai.APIStatusError)]
+    assert len(busy) == 1 and busy[0].status_code == 503 and "busy" in busy[0].message  # one slot, no queue
+    assert len(behavior.received) == 1  # the second never reached the backend
+    # the slot was given back: the next one is served
+    assert sdk(url).embeddings.create(model="cloud", input="three").data[0].embedding == pytest.approx(
+        stub_vector("three", 8), abs=1e-6)

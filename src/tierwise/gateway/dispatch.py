@@ -7,6 +7,7 @@ tier, and a later failure is reported to the client rather than silently replaye
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -127,6 +128,17 @@ class Dispatcher:
                 self.metrics.failovers.labels(attempts[-1].tier).inc()
             return served
         raise _exhausted(attempts, skipped, excluded or {})
+
+    @contextlib.asynccontextmanager
+    async def holding_slot(self, name: str) -> AsyncIterator[None]:
+        """One of the tier's concurrency slots, queued for as a chat request is (`TierBusy` when the queue is
+        full), for a call that is not a stream: an embedding. Meanwhile the tier counts as busy (not probed)."""
+        slot = await self._acquire(name)
+        self.health[name].in_flight += 1
+        try:
+            yield
+        finally:
+            self._release(name, slot)
 
     async def _acquire(self, name: str) -> asyncio.Semaphore:
         """A concurrency slot of the tier, waiting in its bounded queue; `TierBusy` when full or too slow."""

@@ -95,6 +95,7 @@ def create_stub_app(behavior: StubBehavior | None = None, *, model: str = "stub-
         if behavior.mode == "error_status":
             return JSONResponse({"error": {"message": "stub: failing on purpose", "type": "x"}}, behavior.status)
         texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
+        await asyncio.sleep(behavior.token_delay_s)  # a slow embedding model
         size = int(body.get("dimensions") or 8)
         data = [{"object": "embedding", "index": i, "embedding": stub_vector(t, size)} for i, t in enumerate(texts)]
         tokens = sum(len(t.split()) for t in texts)

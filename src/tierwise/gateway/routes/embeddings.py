@@ -129,7 +129,8 @@ async def _embed(state: GatewayState, body: EmbeddingRequest, texts: list[str], 
     """(vectors, prompt tokens, the tier that embedded them or None for the local model, cost)."""
     for tier in tiers:
         try:
-            vectors, tokens = await tier.embed(texts, dimensions=body.dimensions)
+            async with state.dispatcher.holding_slot(tier.name):  # bounded like chat: max_concurrent, max_queue
+                vectors, tokens = await tier.embed(texts, dimensions=body.dimensions)
         except TierUnavailable as err:  # the tier's trouble: the next one, or the local model for `auto`
             if not isinstance(err, TierRequestFailed | TierBusy):  # as in dispatch: not a fault of the tier's
                 state.health[tier.name].record_failure(err.message)
