@@ -84,8 +84,9 @@ def window_key(digest: str, window: int) -> str:
 
 
 def estimated_tokens(chat: ChatCompletionRequest) -> int:
-    """What a request may use, counted at admission: its prompt (characters / 4) and its output limit."""
-    prompt, output = expected_tokens(chat.conversation_text(), chat.token_limit)
+    """What a request may use, counted at admission: what it sends (characters / 4) and its output limit, estimated
+    from the same text as its budget reservation and the budget policy (`outbound_text`)."""
+    prompt, output = expected_tokens(chat.outbound_text, chat.token_limit)
     return int(prompt) + 1 + int(output)
 
 
