@@ -23,6 +23,7 @@ request on one event loop (`--overhead-only`: just that).
 
     python bench/traffic_replay.py [--data ../shared/datasets/mmlu_pro/outcomes.csv.gz] [--label-share 0.05]
         [--requests 40000] [--seeds 0 1 2 3 4] [--labelling served every] [--mix]
+    python bench/traffic_replay.py --learning-curve 250 500 1000 2000     # offline routers on part of the pool
 """
 
 from __future__ import annotations
@@ -240,6 +241,8 @@ def main() -> None:
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
     parser.add_argument("--overhead-only", action="store_true")
+    parser.add_argument("--learning-curve", type=int, nargs="+", metavar="N",
+                        help="only: offline routers trained on the pool's first N questions, against the whole pool")
     args = parser.parse_args()
     if args.overhead_only:
         with tempfile.TemporaryDirectory() as tmp:
@@ -248,6 +251,9 @@ def main() -> None:
         print(f"append p50 {p50:.1f} µs, p99 {p99:.1f} µs; writer {rate:,.0f} records/s")
         print(f"simulated request: p50 {o[0]:.1f} / p99 {o[1]:.1f} µs without the log, p50 {o[2]:.1f} / p99 "
               f"{o[3]:.1f} µs with it: +{o[2] - o[0]:.1f} µs p50")
+        return
+    if args.learning_curve:
+        learning_curve(args)
         return
     started = time.perf_counter()
     tasks = [Task(seed, None, 0.0, False, False) for seed in args.seeds]  # the offline router and baselines
@@ -273,6 +279,32 @@ def main() -> None:
         append = append_cost(Path(tmp))
         overhead = loop_overhead(Path(tmp))
     _report(list(seeds.values()), stream_us, append, overhead, args, time.perf_counter() - started)
+
+
+def learning_curve(args: argparse.Namespace) -> None:
+    """Offline routers on the first N questions of each seed's pool (full outcomes), next to the whole pool's: how
+    many full-outcome labels the traffic's domain needs (paired per seed, accuracy points at 30 % cloud)."""
+    full, _, traffic_rows = _data(args.data)
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = str(Path(tmp) / "embeddings")
+        diffs: dict[int, list[float]] = {n: [] for n in args.learning_curve}
+        for seed in args.seeds:
+            traffic = np.random.default_rng(seed).permutation(traffic_rows)
+            cut = int(0.8 * len(traffic))
+            pool, test = full.subset(traffic[:cut]), full.subset(traffic[cut:])
+
+            def quality(rows: OutcomeTable, name: str) -> float:
+                path = _train(rows, Path(tmp) / f"{seed}-{name}.json", cache)  # noqa: B023 - used at once
+                return quality_at_share(LearnedRouter.from_path(path, cache_dir=cache), test)[0]  # noqa: B023
+
+            whole = quality(pool, "all")
+            for n in args.learning_curve:
+                diffs[n].append(100 * (quality(pool.subset(np.arange(min(n, len(pool)))), str(n)) - whole))
+            print(f"seed {seed}: whole pool ({len(pool)}) {whole:.4f}; " + ", ".join(
+                f"first {n}: {diffs[n][-1]:+.2f}" for n in args.learning_curve), flush=True)
+    for n, d in diffs.items():
+        print(f"first {n} questions of the pool vs the whole pool: {np.mean(d):+.2f} points "
+              f"(per seed {', '.join(f'{v:+.1f}' for v in d)})")
 
 
 @dataclass(frozen=True)
