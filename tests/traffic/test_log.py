@@ -46,6 +46,18 @@ def test_records_round_trip_through_the_writer_thread(tmp_path: Path) -> None:
     assert _read(tmp_path / "t.sqlite") == records
 
 
+def test_the_writer_gathers_a_batch_for_its_interval_and_close_does_not_wait_for_it(tmp_path: Path) -> None:
+    log = DecisionLog(DecisionLogSettings(path=tmp_path / "t.sqlite", flush_interval_s=2.0))
+    log.start()
+    for i in range(20):
+        log.append(_record(i))
+    time.sleep(0.3)
+    assert log.written == 0  # still gathering: no transaction per request
+    started = time.monotonic()
+    log.close()
+    assert log.written == 20 and time.monotonic() - started < 1.5  # close() cuts the interval short, writes all
+
+
 def test_text_is_kept_only_when_allowed(tmp_path: Path) -> None:
     cases = {"off": dict(keep_text=False), "edge": dict(keep_text=True, location="edge"),
              "device": dict(keep_text=True, location="device")}

@@ -20,6 +20,8 @@ class DecisionLogSettings(BaseModel):
     - `location`: where the log file lives. Text of a request the personal-data policy kept on the device is
       kept only when this is ``device``: such text must not leave the device in a log either.
     - `queue_size`: records waiting for the writer thread; when full, new records are dropped and counted.
+    - `batch_size` / `flush_interval_s`: the writer inserts up to this many records per transaction, gathered for
+      this long after the first one arrives (written later, and with less work per request).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -31,4 +33,5 @@ class DecisionLogSettings(BaseModel):
     location: Literal["device", "edge", "cloud"] = "edge"
     queue_size: int = Field(10_000, ge=1)
     batch_size: int = Field(256, ge=1)
+    flush_interval_s: float = Field(0.05, ge=0, le=10)
     prune_every_s: float = Field(60.0, gt=0)
