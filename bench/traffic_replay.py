@@ -18,8 +18,8 @@ with the cold data) and written to the router file the reloader watches.
 Prints, per retrain, quality at 30 % cloud calls on the unseen traffic (tolerance set on those predictions so
 that exactly 30 % go to the cloud), next to the cold router and a router trained offline on the full outcomes
 of the pool (80 % of the traffic), mean ± std over `--seeds` shuffles; plots it to
-bench/plots/traffic_replay.png. Also times DecisionLog.append, the writer, and what the log adds to a simulated
-request on one event loop (`--overhead-only`: just that).
+bench/plots/traffic_replay.png, and the time `DecisionLog.append` took inside the loop (bench/decision_log_cost.py
+measures the log's cost alone).
 
     python bench/traffic_replay.py [--data ../shared/datasets/mmlu_pro/outcomes.csv.gz] [--label-share 0.05]
         [--requests 40000] [--seeds 0 1 2 3 4] [--labelling served every] [--mix]
@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
-import json
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -174,57 +173,6 @@ def run_stream(table: OutcomeTable, queries: list[str], test: OutcomeTable, cold
     return points, append_us
 
 
-def append_cost(work: Path, n: int = 20_000) -> tuple[float, float, float]:
-    """(p50 µs, p99 µs of append, records written per second by the writer) for `n` records with text."""
-    log = DecisionLog(DecisionLogSettings(path=work / "append.sqlite", keep_text=True, queue_size=n + 1))
-    log.start()
-    rec = DecisionRecord(request_id="r", time=time.time(), tier="device", model="m", router="learned",
-                         reasons=["a reason of some length"] * 3, allowed=["device", "edge", "cloud"],
-                         predicted_quality={"device": 0.5, "edge": 0.6, "cloud": 0.8}, prompt="q" * 400,
-                         answer="a" * 1200)
-    times = []
-    started = time.perf_counter()
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        log.append(rec)
-        times.append((time.perf_counter_ns() - t0) / 1000)
-    log.close()
-    elapsed = time.perf_counter() - started
-    return float(np.percentile(times, 50)), float(np.percentile(times, 99)), log.written / elapsed
-
-
-def loop_overhead(work: Path, n: int = 20_000) -> tuple[float, float, float, float]:
-    """(p50, p99 µs per simulated request without the log; p50, p99 with it) on one event loop.
-
-    A "request" is a stand-in for the gateway's own work (JSON-encode and decode a 2 KB chat body, then yield to
-    the loop); with the log each also builds a DecisionRecord and appends it while the writer thread runs, so
-    what the writer takes from the event loop (the GIL while it builds rows) is counted too."""
-    payload = {"model": "auto", "messages": [{"role": "user", "content": "x" * 2000}], "max_tokens": 64}
-
-    async def serve(log: DecisionLog | None) -> list[float]:
-        times = []
-        for i in range(n):
-            t0 = time.perf_counter_ns()
-            body = json.loads(json.dumps(payload))
-            if log is not None:
-                log.append(DecisionRecord(request_id=f"r{i}", time=time.time(), tier="device", model="m",
-                                          router="learned", router_version="v", reasons=["r"] * 3,
-                                          allowed=["device", "edge", "cloud"],
-                                          predicted_quality={"device": 0.5, "edge": 0.6, "cloud": 0.8},
-                                          latency_ms=1.0, prompt=body["messages"][0]["content"], answer="a" * 800))
-            await asyncio.sleep(0)
-            times.append((time.perf_counter_ns() - t0) / 1000)
-        return times
-
-    without = asyncio.run(serve(None))
-    log = DecisionLog(DecisionLogSettings(path=work / "overhead.sqlite", keep_text=True, queue_size=n + 1))
-    log.start()
-    with_log = asyncio.run(serve(log))
-    log.close()
-    return (float(np.percentile(without, 50)), float(np.percentile(without, 99)),
-            float(np.percentile(with_log, 50)), float(np.percentile(with_log, 99)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -240,18 +188,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (processes)")
-    parser.add_argument("--overhead-only", action="store_true")
     parser.add_argument("--learning-curve", type=int, nargs="+", metavar="N",
                         help="only: offline routers trained on the pool's first N questions, against the whole pool")
     args = parser.parse_args()
-    if args.overhead_only:
-        with tempfile.TemporaryDirectory() as tmp:
-            p50, p99, rate = append_cost(Path(tmp))
-            o = loop_overhead(Path(tmp))
-        print(f"append p50 {p50:.1f} µs, p99 {p99:.1f} µs; writer {rate:,.0f} records/s")
-        print(f"simulated request: p50 {o[0]:.1f} / p99 {o[1]:.1f} µs without the log, p50 {o[2]:.1f} / p99 "
-              f"{o[3]:.1f} µs with it: +{o[2] - o[0]:.1f} µs p50")
-        return
     if args.learning_curve:
         learning_curve(args)
         return
@@ -276,9 +215,7 @@ def main() -> None:
             if not isinstance(result, Baselines):
                 seeds[task.seed].runs[str(task.name)], us = result
                 stream_us += us
-        append = append_cost(Path(tmp))
-        overhead = loop_overhead(Path(tmp))
-    _report(list(seeds.values()), stream_us, append, overhead, args, time.perf_counter() - started)
+    _report(list(seeds.values()), stream_us, args, time.perf_counter() - started)
 
 
 def learning_curve(args: argparse.Namespace) -> None:
@@ -376,8 +313,7 @@ def _ms(values: list[float]) -> str:
     return f"{np.mean(values):.4f} ± {np.std(values):.4f}" if len(values) > 1 else f"{values[0]:.4f}"
 
 
-def _report(seeds: list[Seed], stream_us: list[float], append: tuple[float, float, float],
-            overhead: tuple[float, float, float, float], args: argparse.Namespace, seconds: float) -> None:
+def _report(seeds: list[Seed], stream_us: list[float], args: argparse.Namespace, seconds: float) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -413,11 +349,6 @@ def _report(seeds: list[Seed], stream_us: list[float], append: tuple[float, floa
               f"(per seed {', '.join(f'{v:+.1f}' for v in vs_cold)})")
     print(f"\nDecisionLog.append in the stream: p50 {np.percentile(stream_us, 50):.1f} µs, "
           f"p99 {np.percentile(stream_us, 99):.1f} µs ({len(stream_us)} appends)")
-    print(f"DecisionLog.append, 20,000 in a row: p50 {append[0]:.1f} µs, p99 {append[1]:.1f} µs; "
-          f"writer {append[2]:,.0f} records/s")
-    print(f"simulated request on one event loop: p50 {overhead[0]:.1f} µs / p99 {overhead[1]:.1f} µs without the "
-          f"log, p50 {overhead[2]:.1f} µs / p99 {overhead[3]:.1f} µs with it: the log adds "
-          f"{overhead[2] - overhead[0]:.1f} µs p50")
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     for name in names:
         x = [p.labelled for p in seeds[0].runs[name]]
