@@ -25,14 +25,16 @@ def label_command(
     ] = 0.2,
     ask: Annotated[
         list[str] | None,
-        typer.Option("--ask", help="a tier that answers every sampled request again, graded too (repeatable; "
-                                   "usually the cheap tiers: rows then hold an outcome for each)"),
+        typer.Option("--ask", metavar="TIER",
+                     help="a tier that answers every sampled request again, graded too (repeatable; usually the "
+                          "cheap tiers: rows then hold an outcome for each)"),
     ] = None,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="also write the rows here (JSONL)")] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="print the cost estimate and stop")] = False,
 ) -> None:
-    """Ask a judge tier to grade served answers (and answer a share itself); labels go into the log."""
+    """Ask a judge tier to grade served answers (and answer a share itself, and grade the --ask tiers' answers);
+    labels go into the log."""
     from tierwise.config import load_settings
     from tierwise.outcomes import text_id
     from tierwise.traffic import store
