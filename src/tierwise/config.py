@@ -45,6 +45,7 @@ class CapabilitiesConfig(_Strict):
     reasoning: bool | None = Field(
         None, description="the model reasons: requests with reasoning_effort or thinking_token_budget may go here"
     )
+    logprobs: bool | None = Field(None, description="token logprobs in answers (logprobs: true)")
 
 
 class _TierBase(_Strict):
@@ -77,7 +78,9 @@ class LlamaCppTierConfig(_TierBase):
     n_threads: int | None = Field(None, ge=1)
     n_gpu_layers: int = 0
     chat_format: str | None = None  # None: the template stored in the GGUF
-    logits_all: bool = Field(True, description="needed for token logprobs; costs memory")
+    logits_all: bool = Field(
+        False, description="keep every position's logits: needed to answer logprobs requests; costs memory and prefill"
+    )
     max_concurrent: int = Field(1, ge=1, description="llama.cpp contexts are single-threaded: one at a time")
     seed: int | None = None
     tools_chat_format: str | None = Field(

@@ -160,6 +160,12 @@ class ChatCompletionRequest(BaseModel):
         return self.reasoning_effort not in (None, "none") or bool(self.thinking_token_budget)
 
     @property
+    def wants_logprobs(self) -> bool:
+        """Token logprobs asked for: chat's `logprobs: true`, or a text completion's `logprobs` (any number)."""
+        text = self.text_completion
+        return text.logprobs is not None if text is not None else bool(self.logprobs)
+
+    @property
     def stop_list(self) -> list[str]:
         if self.stop is None:
             return []

@@ -18,7 +18,7 @@ MESSAGES = [{"role": "user", "content": "hello world"}]
 @pytest.fixture
 def gateway(tiny_gguf, llama_server, run_gateway):
     return run_gateway({"tiers": [
-        llama_tier("device", tiny_gguf),
+        llama_tier("device", tiny_gguf, logits_all=True),  # the streaming test asks for logprobs
         openai_tier("edge", llama_server, cost={"input_per_mtok": 0.02, "output_per_mtok": 0.06}, read_timeout_s=30),
     ]})
 
@@ -45,6 +45,18 @@ def test_streaming_through_each_tier(gateway, tier):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text
     assert any(c.choices and c.choices[0].logprobs for c in chunks)
+
+
+def test_logprobs_go_only_to_a_tier_that_can_serve_them(tiny_gguf, llama_server, run_gateway):
+    url = run_gateway({"tiers": [llama_tier("device", tiny_gguf),  # logits_all off, the default: no logprobs
+                                 openai_tier("edge", llama_server, read_timeout_s=30)]})
+    with pytest.raises(openai.BadRequestError) as caught:
+        sdk(url).chat.completions.create(model="device", messages=MESSAGES, max_tokens=4, logprobs=True)
+    assert caught.value.code == "unsupported_capability" and "logprobs" in caught.value.message
+    answer = sdk(url).chat.completions.create(model="auto", messages=MESSAGES, max_tokens=4, logprobs=True)
+    assert answer.model_extra["tierwise"]["tier"] == "edge"  # skipped the device, which would fail it
+    plain = sdk(url).chat.completions.create(model="auto", messages=MESSAGES, max_tokens=4)
+    assert plain.model_extra["tierwise"]["tier"] == "device"  # without logprobs the cheapest tier serves
 
 
 def test_auto_routes_to_the_cheapest_healthy_tier(gateway):

@@ -27,7 +27,7 @@ def test_token_confidence_is_the_log_softmax_and_its_entropy() -> None:
 
 
 def test_the_device_tier_reports_the_confidence_llama_cpp_logprobs_agree_with(tiny_gguf: Path) -> None:
-    with started(device_config(tiny_gguf)) as device:
+    with started(device_config(tiny_gguf, logits_all=True)) as device:  # logits_all: llama.cpp's logprobs too
         chunks = device.collect(request(max_tokens=8, seed=3, temperature=1.0, logprobs=True, top_logprobs=1))
         tier = device.tier
         assert isinstance(tier, LlamaCppTier)
@@ -46,8 +46,18 @@ def test_the_device_tier_reports_the_confidence_llama_cpp_logprobs_agree_with(ti
         assert tier.confidence("chatcmpl-unknown") is None
 
 
-def test_no_confidence_without_logits_all(tiny_gguf: Path) -> None:
-    with started(device_config(tiny_gguf, logits_all=False)) as device:
-        chunks = device.collect(request(max_tokens=4, seed=3))
-        assert isinstance(device.tier, LlamaCppTier)
-        assert device.tier.confidence(chunks[0]["id"]) is None
+def test_confidence_without_logits_all_is_the_same_and_logprobs_requests_are_refused(tiny_gguf: Path) -> None:
+    confidences = []
+    for logits_all in (True, False):  # the same seeded answer: the same tokens, scored from the same logits
+        with started(device_config(tiny_gguf, logits_all=logits_all)) as device:
+            chunks = device.collect(request(max_tokens=6, seed=3, temperature=1.0))
+            assert isinstance(device.tier, LlamaCppTier)
+            confidences.append(device.tier.confidence(chunks[0]["id"]))
+            assert device.tier.capabilities.logprobs is logits_all
+            missing = device.tier.capabilities.missing_for(request(max_tokens=6, logprobs=True))
+            assert missing == ([] if logits_all else ["logprobs"])
+    kept, lean = confidences
+    assert kept is not None and lean is not None and lean.tokens == kept.tokens > 0
+    assert lean.mean_logprob == pytest.approx(kept.mean_logprob, abs=1e-4)
+    assert lean.min_logprob == pytest.approx(kept.min_logprob, abs=1e-4)
+    assert lean.mean_entropy == pytest.approx(kept.mean_entropy, abs=1e-4)

@@ -134,8 +134,9 @@ def test_same_seed_same_text_and_stop_cuts(device):
     assert stop not in cut and first.startswith(cut)
 
 
-def test_logprobs_when_asked(device):
-    chunks = device.collect(request(max_tokens=5, seed=3, logprobs=True, top_logprobs=2))
+def test_logprobs_when_asked_of_a_model_that_keeps_every_positions_logits(tiny_gguf: Path) -> None:
+    with started(device_config(tiny_gguf, logits_all=True)) as device:
+        chunks = device.collect(request(max_tokens=5, seed=3, logprobs=True, top_logprobs=2))
     entries = [e for c in chunks if c["choices"] and c["choices"][0].get("logprobs")
                for e in c["choices"][0]["logprobs"]["content"]]
     assert entries, "no logprobs came back"

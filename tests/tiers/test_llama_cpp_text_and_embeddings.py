@@ -27,7 +27,7 @@ def text_request(**fields: Any) -> TextCompletionRequest:
 
 @pytest.fixture(scope="module")
 def device(tiny_gguf: Path) -> Iterator[TierOnALoop]:
-    with started(device_config(tiny_gguf, embeddings=True)) as on_loop:
+    with started(device_config(tiny_gguf, embeddings=True, logits_all=True)) as on_loop:  # logprobs asked
         yield on_loop
 
 

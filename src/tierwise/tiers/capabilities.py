@@ -25,7 +25,8 @@ class Capabilities:
     """What a tier can honour. `context_length` None: unknown (not checked).
 
     `text_completion`: legacy `/v1/completions` on a raw prompt; `choices`: `n` > 1; `reasoning`: the model
-    reasons and its backend takes `reasoning_effort` / a thinking budget (tiers/translate.py maps them)."""
+    reasons and its backend takes `reasoning_effort` / a thinking budget (tiers/translate.py maps them);
+    `logprobs`: token logprobs in the answer (the device tier only with `logits_all`)."""
 
     tools: bool = True
     response_format: bool = True  # json_object and json_schema
@@ -34,6 +35,7 @@ class Capabilities:
     text_completion: bool = False
     choices: bool = False
     reasoning: bool = False
+    logprobs: bool = True
 
     def missing_for(self, request: ChatCompletionRequest) -> list[str]:
         """The capabilities `request` needs that this tier lacks, named as clients know them."""
@@ -48,6 +50,8 @@ class Capabilities:
             missing.append("text completions (/v1/completions)")
         if request.choices_wanted > 1 and not self.choices:
             missing.append(f"n={request.choices_wanted} (several choices)")
+        if request.wants_logprobs and not self.logprobs:
+            missing.append("logprobs")
         if request.wants_reasoning and not self.reasoning:
             missing.append("reasoning (reasoning_effort, thinking_token_budget)")
         if self.context_length is not None:

@@ -71,9 +71,10 @@ class LlamaCppTier(Tier):
         return sorted(w.pid for w in self._live if w.pid is not None)
 
     def default_capabilities(self) -> Capabilities:
-        # One choice per request (llama-cpp-python has no `n`); no reasoning controls.
+        # One choice per request (llama-cpp-python has no `n`); no reasoning controls; logprobs only from a model
+        # that keeps every position's logits.
         return Capabilities(tools=self.config.tools_chat_format is not None, response_format=True, images=False,
-                            context_length=self.config.n_ctx, text_completion=True)
+                            context_length=self.config.n_ctx, text_completion=True, logprobs=self.config.logits_all)
 
     async def start(self) -> None:
         path = self.config.model_path
@@ -238,7 +239,7 @@ class LlamaCppTier(Tier):
     # ---- the answer's confidence, for the decision log and the cascade (not part of the OpenAI answer) ---------
     def confidence(self, completion_id: str) -> AnswerConfidence | None:
         """How sure the model was of the answer with this id (its token logprobs); None when not computed
-        (`logits_all` off) or no longer kept (the last `_CONFIDENCE_KEPT` answers are)."""
+        (no token scored) or no longer kept (the last `_CONFIDENCE_KEPT` answers are)."""
         return self._confidences.get(completion_id)
 
     def _note_confidence(self, completion_id: str, done: Done) -> None:

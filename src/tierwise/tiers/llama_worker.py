@@ -79,8 +79,8 @@ class Done:  # worker → parent: the request ended (finished or cancelled); the
     request_id: int
     prompt_tokens: int
     completion_tokens: int
-    # (mean logprob, min logprob, mean entropy in nats, tokens scored) of the sampled tokens; None without
-    # logits_all (see `token_confidence`)
+    # (mean logprob, min logprob, mean entropy in nats, tokens scored) of the sampled tokens; None when no token
+    # was scored (see `token_confidence`)
     confidence: tuple[float, float, float, int] | None = None
 
 
@@ -193,6 +193,7 @@ def _embed(embedder: Llama | None, settings: WorkerSettings, conn: Connection, j
 
 
 def _load(settings: WorkerSettings) -> Llama:
+    import numpy as np
     from llama_cpp import Llama, llama_vocab_is_eog
 
     class GuardedLlama(Llama):
@@ -207,8 +208,9 @@ def _load(settings: WorkerSettings) -> Llama:
             if self.guard is not None:
                 ends_turn = llama_vocab_is_eog(self._model.vocab, token)
                 self.guard.after_sample(ends_turn=ends_turn)
-                if self._logits_all and not ends_turn:  # the scores row of the last evaluated token
-                    self.guard.note_confidence(self.scores[self.n_tokens - 1], token)
+                if not ends_turn:  # the logits the token was sampled from: the last position's, kept either way
+                    logits = np.ctypeslib.as_array(self._ctx.get_logits_ith(-1), shape=(self._n_vocab,))
+                    self.guard.note_confidence(logits, token)
             return token
 
     return GuardedLlama(
