@@ -196,5 +196,7 @@ def test_label_command_names_a_missing_or_broken_tier(tmp_path: Path) -> None:
     assert res.exit_code == 2 and "no tier 'nope'" in res.output
     res = CliRunner().invoke(app, [*base, "--judge", "phone", "--ask", "edge"])
     assert res.exit_code == 2 and "no tier 'edge'" in res.output
+    res = CliRunner().invoke(app, [*base, "--judge", "phone", "--ask", "phone"])
+    assert res.exit_code == 2 and "'phone' is the judge" in res.output
     res = CliRunner().invoke(app, [*base, "--judge", "phone", "--sample", "1.0"])  # its model file is missing
     assert res.exit_code == 2 and "tier 'phone' did not start" in res.output, res.output

@@ -43,6 +43,9 @@ def label_command(
     settings = load_settings(config)
     judge = _tier(settings, judge_tier, config, "--judge")
     asked = {name: _tier(settings, name, config, "--ask") for name in dict.fromkeys(ask or [])}
+    if judge_tier in asked:
+        raise typer.BadParameter(f"{judge_tier!r} is the judge: it answers itself with --answer-share",
+                                 param_hint="--ask")
     if not log_path.is_file():
         raise typer.BadParameter(f"{log_path} does not exist", param_hint="--log")
     if sample <= 0.0:

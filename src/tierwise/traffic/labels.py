@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tierwise.costs import DEFAULT_OUTPUT_TOKENS
+from tierwise.costs import DEFAULT_OUTPUT_TOKENS, cost_usd, estimated_tokens
 from tierwise.errors import TierRejected, TierUnavailable, UpstreamError
-from tierwise.outcomes import CHARS_PER_TOKEN, OutcomeTable, generic_table, text_id
+from tierwise.outcomes import OutcomeTable, generic_table, text_id
 from tierwise.routing.answer_signals import AnswerConfidence
 from tierwise.traffic import store
 from tierwise.traffic.judge import GRADE_OUTPUT_TOKENS, Answerer, Judge, grading_prompt
@@ -94,20 +94,19 @@ def estimate(records: Sequence[DecisionRecord], *, answer_share: float, seed: in
     answering = _answering(records, answer_share, seed)
     calls = inp = out = usd = 0.0
 
-    def call(cost: CostConfig, input_tokens: float, output_tokens: float) -> None:
+    def call(prices: CostConfig, input_tokens: float, output_tokens: float) -> None:
         nonlocal calls, inp, out, usd
         calls, inp, out = calls + 1, inp + input_tokens, out + output_tokens
-        usd += (input_tokens * cost.input_per_mtok + output_tokens * cost.output_per_mtok) / 1e6
+        usd += cost_usd(prices, input_tokens, output_tokens)
 
     for r in records:
-        question = len(r.prompt or "") / CHARS_PER_TOKEN
-        call(judge, len(grading_prompt(r.prompt or "", r.answer or "")) / CHARS_PER_TOKEN, GRADE_OUTPUT_TOKENS)
-        others = [judge] if r.request_id in answering else []
-        others += [(ask or {})[name] for name in asked_tiers(r, ask or {})]
-        for cost in others:  # an answer, then the judge grading it
-            call(cost, question, DEFAULT_OUTPUT_TOKENS)
-            call(judge, question + len(grading_prompt("", "")) / CHARS_PER_TOKEN + DEFAULT_OUTPUT_TOKENS,
-                 GRADE_OUTPUT_TOKENS)
+        question = r.prompt or ""
+        call(judge, estimated_tokens(grading_prompt(question, r.answer or "")), GRADE_OUTPUT_TOKENS)
+        answerers = [judge] if r.request_id in answering else []
+        answerers += [(ask or {})[name] for name in asked_tiers(r, ask or {})]
+        for prices in answerers:  # an answer, then the judge grading it
+            call(prices, estimated_tokens(question), DEFAULT_OUTPUT_TOKENS)
+            call(judge, estimated_tokens(grading_prompt(question, "")) + DEFAULT_OUTPUT_TOKENS, GRADE_OUTPUT_TOKENS)
     return LabelCost(int(calls), inp, out, usd)
 
 
@@ -131,8 +130,7 @@ async def label_records(records: Sequence[DecisionRecord], judge: Judge, *, answ
                     rows.append(await graded(r, judge.model, await judge.answer(query), "judge_answer"))
                 for name in asked_tiers(r, ask or {}):
                     answerer = (ask or {})[name]
-                    if all(row["model"] != answerer.model for row in rows):
-                        rows.append(await graded(r, answerer.model, await answerer.answer(query), "asked"))
+                    rows.append(await graded(r, answerer.model, await answerer.answer(query), "asked"))
             except (TierUnavailable, TierRejected, UpstreamError) as err:  # costs this request's later rows only
                 log.warning("labelling %s stopped after %d rows: %s", r.request_id, len(rows), err)
         return [row for row in rows if row["score"] is not None]
