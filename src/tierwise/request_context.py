@@ -1,5 +1,5 @@
 """What the code serving a request may know about it without being handed it: its id (set by the gateway's
-`RequestIdMiddleware`, read by HTTP tiers to send it on). Usage: `current_request_id()`."""
+`PerRequestMiddleware`, read by HTTP tiers to send it on). Usage: `current_request_id()`."""
 
 from __future__ import annotations
 

@@ -20,8 +20,7 @@ from tierwise.gateway.errors import install_error_handlers
 from tierwise.gateway.health import TierHealthTracker
 from tierwise.gateway.limits import BodySizeLimit
 from tierwise.gateway.metrics import GatewayMetrics
-from tierwise.gateway.request_id import RequestIdMiddleware
-from tierwise.gateway.request_scope import RequestScopeMiddleware
+from tierwise.gateway.per_request import PerRequestMiddleware
 from tierwise.gateway.routes import chat, completions, embeddings, health, metrics, models, responses
 from tierwise.gateway.service import ChatService
 from tierwise.gateway.state import GatewayState
@@ -89,8 +88,8 @@ def create_app(settings: Settings, *, tiers: dict[str, Tier] | None = None, rout
         allowed_hosts=frozenset(h.lower() for h in allowed) if allowed is not None
         else default_allowed_hosts(keyed=keyed, listen_host=settings.gateway.host),
     )
-    app.add_middleware(RequestScopeMiddleware)  # what a request holds in the shared state, released at its end
-    app.add_middleware(RequestIdMiddleware)  # added last: outermost, so even refusals carry the id
+    # added last: outermost, so even refusals carry the request's id; its shared-state scope is released at the end
+    app.add_middleware(PerRequestMiddleware)
     for module in (chat, completions, responses, embeddings, models, health, metrics):
         app.include_router(module.router)
     return app
